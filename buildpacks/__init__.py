@@ -1,0 +1,1 @@
+"""The built-in buildpacks (Heroku classic API), shipped as package data."""

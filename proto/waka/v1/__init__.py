@@ -1,0 +1,1 @@
+"""Generated gRPC modules for package waka.v1 (regenerate with scripts/gen-proto)."""

@@ -1,0 +1,350 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from waka.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class BuildStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BUILD_STATUS_UNSPECIFIED: _ClassVar[BuildStatus]
+    BUILD_STATUS_PENDING: _ClassVar[BuildStatus]
+    BUILD_STATUS_BUILDING: _ClassVar[BuildStatus]
+    BUILD_STATUS_SUCCEEDED: _ClassVar[BuildStatus]
+    BUILD_STATUS_FAILED: _ClassVar[BuildStatus]
+BUILD_STATUS_UNSPECIFIED: BuildStatus
+BUILD_STATUS_PENDING: BuildStatus
+BUILD_STATUS_BUILDING: BuildStatus
+BUILD_STATUS_SUCCEEDED: BuildStatus
+BUILD_STATUS_FAILED: BuildStatus
+
+class Empty(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AppRef(_message.Message):
+    __slots__ = ("app",)
+    APP_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    def __init__(self, app: _Optional[str] = ...) -> None: ...
+
+class CreateAppRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DestroyAppRequest(_message.Message):
+    __slots__ = ("app", "confirm")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    confirm: str
+    def __init__(self, app: _Optional[str] = ..., confirm: _Optional[str] = ...) -> None: ...
+
+class App(_message.Message):
+    __slots__ = ("name", "id", "created_at", "git_url", "current_release", "stack", "uid", "web_url")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    GIT_URL_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_RELEASE_FIELD_NUMBER: _ClassVar[int]
+    STACK_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    WEB_URL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    created_at: _timestamp_pb2.Timestamp
+    git_url: str
+    current_release: int
+    stack: str
+    uid: int
+    web_url: str
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., git_url: _Optional[str] = ..., current_release: _Optional[int] = ..., stack: _Optional[str] = ..., uid: _Optional[int] = ..., web_url: _Optional[str] = ...) -> None: ...
+
+class AppList(_message.Message):
+    __slots__ = ("apps",)
+    APPS_FIELD_NUMBER: _ClassVar[int]
+    apps: _containers.RepeatedCompositeFieldContainer[App]
+    def __init__(self, apps: _Optional[_Iterable[_Union[App, _Mapping]]] = ...) -> None: ...
+
+class BuildUpload(_message.Message):
+    __slots__ = ("header", "data")
+    class Header(_message.Message):
+        __slots__ = ("app", "source_version")
+        APP_FIELD_NUMBER: _ClassVar[int]
+        SOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+        app: str
+        source_version: str
+        def __init__(self, app: _Optional[str] = ..., source_version: _Optional[str] = ...) -> None: ...
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: BuildUpload.Header
+    data: bytes
+    def __init__(self, header: _Optional[_Union[BuildUpload.Header, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class BuildRef(_message.Message):
+    __slots__ = ("app", "id")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    id: str
+    def __init__(self, app: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
+
+class Build(_message.Message):
+    __slots__ = ("id", "app", "status", "source_version", "node", "created_at", "finished_at", "slug_sha256", "slug_size", "buildpacks", "error", "release")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    SLUG_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SLUG_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BUILDPACKS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    app: str
+    status: BuildStatus
+    source_version: str
+    node: str
+    created_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    slug_sha256: str
+    slug_size: int
+    buildpacks: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    release: int
+    def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., status: _Optional[_Union[BuildStatus, str]] = ..., source_version: _Optional[str] = ..., node: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., slug_sha256: _Optional[str] = ..., slug_size: _Optional[int] = ..., buildpacks: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., release: _Optional[int] = ...) -> None: ...
+
+class BuildList(_message.Message):
+    __slots__ = ("builds",)
+    BUILDS_FIELD_NUMBER: _ClassVar[int]
+    builds: _containers.RepeatedCompositeFieldContainer[Build]
+    def __init__(self, builds: _Optional[_Iterable[_Union[Build, _Mapping]]] = ...) -> None: ...
+
+class BuildEvent(_message.Message):
+    __slots__ = ("started", "output", "finished")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    started: Build
+    output: OutputLines
+    finished: Build
+    def __init__(self, started: _Optional[_Union[Build, _Mapping]] = ..., output: _Optional[_Union[OutputLines, _Mapping]] = ..., finished: _Optional[_Union[Build, _Mapping]] = ...) -> None: ...
+
+class OutputLines(_message.Message):
+    __slots__ = ("lines",)
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    lines: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, lines: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListReleasesRequest(_message.Message):
+    __slots__ = ("app", "limit")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    limit: int
+    def __init__(self, app: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ReleaseRef(_message.Message):
+    __slots__ = ("app", "version")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    version: int
+    def __init__(self, app: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class Release(_message.Message):
+    __slots__ = ("version", "app", "description", "user", "created_at", "slug_sha256", "slug_size", "process_types", "config_names", "buildpacks", "current", "status", "stack")
+    class ProcessTypesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SLUG_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SLUG_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_TYPES_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_NAMES_FIELD_NUMBER: _ClassVar[int]
+    BUILDPACKS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STACK_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    app: str
+    description: str
+    user: str
+    created_at: _timestamp_pb2.Timestamp
+    slug_sha256: str
+    slug_size: int
+    process_types: _containers.ScalarMap[str, str]
+    config_names: _containers.RepeatedScalarFieldContainer[str]
+    buildpacks: _containers.RepeatedScalarFieldContainer[str]
+    current: bool
+    status: str
+    stack: str
+    def __init__(self, version: _Optional[int] = ..., app: _Optional[str] = ..., description: _Optional[str] = ..., user: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., slug_sha256: _Optional[str] = ..., slug_size: _Optional[int] = ..., process_types: _Optional[_Mapping[str, str]] = ..., config_names: _Optional[_Iterable[str]] = ..., buildpacks: _Optional[_Iterable[str]] = ..., current: _Optional[bool] = ..., status: _Optional[str] = ..., stack: _Optional[str] = ...) -> None: ...
+
+class ReleaseList(_message.Message):
+    __slots__ = ("releases",)
+    RELEASES_FIELD_NUMBER: _ClassVar[int]
+    releases: _containers.RepeatedCompositeFieldContainer[Release]
+    def __init__(self, releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ...) -> None: ...
+
+class FormationEntry(_message.Message):
+    __slots__ = ("type", "quantity", "size", "command")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    quantity: int
+    size: str
+    command: str
+    def __init__(self, type: _Optional[str] = ..., quantity: _Optional[int] = ..., size: _Optional[str] = ..., command: _Optional[str] = ...) -> None: ...
+
+class FormationList(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[FormationEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[FormationEntry, _Mapping]]] = ...) -> None: ...
+
+class ScaleChange(_message.Message):
+    __slots__ = ("type", "quantity", "relative", "has_quantity", "size")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_FIELD_NUMBER: _ClassVar[int]
+    HAS_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    quantity: int
+    relative: bool
+    has_quantity: bool
+    size: str
+    def __init__(self, type: _Optional[str] = ..., quantity: _Optional[int] = ..., relative: _Optional[bool] = ..., has_quantity: _Optional[bool] = ..., size: _Optional[str] = ...) -> None: ...
+
+class ScaleRequest(_message.Message):
+    __slots__ = ("app", "changes")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    changes: _containers.RepeatedCompositeFieldContainer[ScaleChange]
+    def __init__(self, app: _Optional[str] = ..., changes: _Optional[_Iterable[_Union[ScaleChange, _Mapping]]] = ...) -> None: ...
+
+class DynoTarget(_message.Message):
+    __slots__ = ("app", "target")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    target: str
+    def __init__(self, app: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
+
+class Dyno(_message.Message):
+    __slots__ = ("id", "app", "name", "type", "state", "release", "node", "address", "command", "size", "state_changed_at", "message", "restarts")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    STATE_CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    app: str
+    name: str
+    type: str
+    state: _common_pb2.DynoState
+    release: int
+    node: str
+    address: str
+    command: str
+    size: str
+    state_changed_at: _timestamp_pb2.Timestamp
+    message: str
+    restarts: int
+    def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.DynoState, str]] = ..., release: _Optional[int] = ..., node: _Optional[str] = ..., address: _Optional[str] = ..., command: _Optional[str] = ..., size: _Optional[str] = ..., state_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., restarts: _Optional[int] = ...) -> None: ...
+
+class DynoList(_message.Message):
+    __slots__ = ("dynos",)
+    DYNOS_FIELD_NUMBER: _ClassVar[int]
+    dynos: _containers.RepeatedCompositeFieldContainer[Dyno]
+    def __init__(self, dynos: _Optional[_Iterable[_Union[Dyno, _Mapping]]] = ...) -> None: ...
+
+class ConfigVars(_message.Message):
+    __slots__ = ("vars",)
+    class VarsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VARS_FIELD_NUMBER: _ClassVar[int]
+    vars: _containers.ScalarMap[str, str]
+    def __init__(self, vars: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ConfigUpdate(_message.Message):
+    __slots__ = ("app", "set", "unset")
+    class SetEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    APP_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELD_NUMBER: _ClassVar[int]
+    UNSET_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    set: _containers.ScalarMap[str, str]
+    unset: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, app: _Optional[str] = ..., set: _Optional[_Mapping[str, str]] = ..., unset: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ConfigChange(_message.Message):
+    __slots__ = ("vars", "release")
+    class VarsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VARS_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    vars: _containers.ScalarMap[str, str]
+    release: int
+    def __init__(self, vars: _Optional[_Mapping[str, str]] = ..., release: _Optional[int] = ...) -> None: ...
+
+class TailRequest(_message.Message):
+    __slots__ = ("app", "num", "follow", "source", "dyno")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    NUM_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DYNO_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    num: int
+    follow: bool
+    source: str
+    dyno: str
+    def __init__(self, app: _Optional[str] = ..., num: _Optional[int] = ..., follow: _Optional[bool] = ..., source: _Optional[str] = ..., dyno: _Optional[str] = ...) -> None: ...
