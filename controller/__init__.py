@@ -1,0 +1,9 @@
+"""The waka controller: gRPC API, SQLite state, scheduler, builds, slugs, git endpoint, logs.
+
+Public surface: `ControllerConfig`, `run_controller` (a trio task; `nursery.start` returns a
+`Running` with the bound addresses and tokens).
+"""
+
+from waka.controller._server import ControllerConfig, Running, run_controller
+
+__all__ = ["ControllerConfig", "Running", "run_controller"]

@@ -1,0 +1,296 @@
+"""The agent process: joins a controller, keeps a session open, runs dynos and builds."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import psutil
+import trio
+
+from waka.agent._builder import Builder, find_tools
+from waka.agent._dyno import DynoContext
+from waka.agent._dynos import DynoManager
+from waka.agent._follow import open_file_watcher
+from waka.agent._logship import LogShipper
+from waka.agent._sandbox import Driver, pick_driver
+from waka.agent._slugs import SlugCache
+from waka.agent._wire import Controller, Outbox, join, responses
+from waka.v1.agent_pb2 import (
+    AgentMessage,
+    BuildJob,
+    BuildOutput,
+    BuildResult,
+    ControllerMessage,
+    Hello,
+    Inventory,
+    NodeStatus,
+)
+
+log = logging.getLogger("waka.agent")
+
+VERSION = "0.1.0"
+
+
+class AgentError(Exception):
+    """The agent cannot start; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    data_dir: Path
+    controller: str
+    join_token: str = ""
+    name: str = ""
+    # The address other hosts use to reach this node's dynos; found from the route to the
+    # controller when empty.
+    address: str = ""
+    allow_unisolated: bool = False
+    heartbeat_interval: float = 5.0
+    # Seconds to wait before coalescing state changes into one status message.
+    status_debounce: float = 0.02
+
+
+@dataclass
+class Credentials:
+    node_id: str
+    secret: str
+    name: str
+    controller: str
+
+    @classmethod
+    def load(cls, path: Path) -> Credentials | None:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        return cls(data["node_id"], data["secret"], data["name"], data.get("controller", ""))
+
+    def save(self, path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.__dict__, f)
+
+
+def advertised_address(controller: str, configured: str) -> str:
+    if configured:
+        return configured
+    host, _, port = controller.rpartition(":")
+    host = host.strip("[]")
+    if host in {"127.0.0.1", "localhost", "::1", ""}:
+        return "127.0.0.1"
+    # The local address of the route to the controller; UDP connect sends nothing.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((host, int(port or 1)))
+            return probe.getsockname()[0]
+        except OSError:
+            return socket.gethostname()
+
+
+def inventory(data_dir: Path, address: str, isolated: bool) -> Inventory:
+    memory = psutil.virtual_memory()
+    return Inventory(
+        cpus=psutil.cpu_count() or 1,
+        memory_total_mb=memory.total // (1024 * 1024),
+        memory_free_mb=memory.available // (1024 * 1024),
+        disk_free_mb=psutil.disk_usage(str(data_dir)).free // (1024 * 1024),
+        load1=os.getloadavg()[0],
+        address=address,
+        version=VERSION,
+        isolated=isolated,
+    )
+
+
+@dataclass
+class _Session:
+    outbox: Outbox[AgentMessage] = field(default_factory=Outbox)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, driver: Driver | None = None) -> None:
+        self.config = config
+        self.data_dir = config.data_dir
+        self._driver = driver
+        self._controller: Controller | None = None
+        self._session: _Session | None = None
+        self._status_changed = trio.Event()
+        self.name = ""
+
+    def _mark_changed(self) -> None:
+        self._status_changed.set()
+
+    def _controller_now(self) -> Controller | None:
+        return self._controller
+
+    def _credentials(self, address: str, isolated: bool) -> Credentials:
+        path = self.data_dir / "node.json"
+        credentials = Credentials.load(path)
+        if credentials is not None:
+            return credentials
+        if not self.config.join_token:
+            raise AgentError(
+                f"this agent has not joined a controller yet ({path} does not exist): give it a "
+                "join token with --token (the controller writes one to its data dir as join-token)"
+            )
+        name = self.config.name or socket.gethostname()
+        try:
+            reply = join(
+                self.config.controller,
+                self.config.join_token,
+                name,
+                inventory(self.data_dir, address, isolated),
+            )
+        except grpc.RpcError as error:
+            raise AgentError(
+                f"cannot join the controller at {self.config.controller}: {error.details()}"
+            ) from None
+        credentials = Credentials(
+            reply.node_id, reply.node_secret, reply.name, self.config.controller
+        )
+        credentials.save(path)
+        return credentials
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        driver = self._driver or pick_driver(
+            allow_unisolated=self.config.allow_unisolated, log=log.warning
+        )
+        address = advertised_address(self.config.controller, self.config.address)
+        credentials = await trio.to_thread.run_sync(self._credentials, address, driver.isolated)
+        self.name = credentials.name
+        self._controller = Controller(self.config.controller, credentials.secret)
+        shipper = LogShipper()
+        slugs = SlugCache(self.data_dir / "slugs", self._controller_now)
+        try:
+            async with (
+                open_file_watcher(log=log.warning) as watcher,
+                trio.open_nursery() as nursery,
+            ):
+                context = DynoContext(
+                    driver=driver,
+                    slugs=slugs,
+                    watcher=watcher,
+                    emit=shipper.emit,
+                    changed=self._mark_changed,
+                )
+                dynos = DynoManager(self.data_dir / "dynos", context)
+                builder = Builder(
+                    self.data_dir,
+                    driver=driver,
+                    slugs=slugs,
+                    controller=self._controller_now,
+                    tools=find_tools(),
+                )
+                await nursery.start(dynos.run)
+                nursery.start_soon(shipper.run, self._controller)
+                nursery.start_soon(
+                    self._sessions, dynos, builder, slugs, shipper, address, driver, nursery
+                )
+                log.info("agent %s running, controller %s", self.name, self.config.controller)
+                task_status.started()
+        finally:
+            self._controller.close()
+
+    async def _sessions(
+        self,
+        dynos: DynoManager,
+        builder: Builder,
+        slugs: SlugCache,
+        shipper: LogShipper,
+        address: str,
+        driver: Driver,
+        nursery: trio.Nursery,
+    ) -> None:
+        """Keeps one session open to the controller, reconnecting after a short backoff."""
+        assert self._controller is not None
+        delay = 0.2
+        while True:
+            session = _Session()
+            self._session = session
+
+            def status() -> NodeStatus:
+                return NodeStatus(
+                    dynos=dynos.statuses(),
+                    inventory=inventory(self.data_dir, address, driver.isolated),
+                    builds=builder.running,
+                )
+
+            session.outbox.put(
+                AgentMessage(
+                    hello=Hello(
+                        inventory=inventory(self.data_dir, address, driver.isolated),
+                        slugs=slugs.shas(),
+                        status=status(),
+                        log_seq=shipper.last_seq,
+                    )
+                )
+            )
+            call = self._controller.stub.Session(
+                iter(session.outbox), metadata=self._controller.metadata
+            )
+            try:
+                async with trio.open_nursery() as session_nursery:
+                    session_nursery.start_soon(self._report_status, session, status)
+                    async for message in responses(call):
+                        delay = 0.2
+                        self._handle(message, dynos, builder, nursery)
+                    session_nursery.cancel_scope.cancel()
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    log.warning("session with the controller ended: %s", error.details())
+            finally:
+                session.outbox.close()
+                self._session = None
+            await trio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _report_status(self, session: _Session, status: Callable[[], NodeStatus]) -> None:
+        while True:
+            with trio.move_on_after(self.config.heartbeat_interval):
+                await self._status_changed.wait()
+                # Several dynos often change at once (a deploy): report them together.
+                await trio.sleep(self.config.status_debounce)
+            self._status_changed = trio.Event()
+            session.outbox.put(AgentMessage(status=status()))
+
+    def _handle(
+        self,
+        message: ControllerMessage,
+        dynos: DynoManager,
+        builder: Builder,
+        nursery: trio.Nursery,
+    ) -> None:
+        kind = message.WhichOneof("message")
+        if kind == "assignment":
+            dynos.converge(message.assignment.dynos)
+        elif kind == "build_job":
+            nursery.start_soon(self._build, builder, message.build_job)
+        elif kind == "cancel_build":
+            builder.cancel(message.cancel_build.build_id)
+
+    async def _build(self, builder: Builder, job: BuildJob) -> None:
+        def send(message: AgentMessage) -> None:
+            if self._session is not None:
+                self._session.outbox.put(message)
+
+        def output(lines: list[str]) -> None:
+            send(AgentMessage(build_output=BuildOutput(build_id=job.build_id, lines=lines)))
+
+        def finish(result: BuildResult) -> None:
+            send(AgentMessage(build_result=result))
+
+        await builder.build(job, output, finish)
+
+
+async def run_agent(
+    config: AgentConfig, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    await Agent(config).run(task_status=task_status)

@@ -1,0 +1,364 @@
+"""Builds on this node: source in, buildpacks run in a sandbox, slug out.
+
+The build runs as the app's unprivileged uid in a sandbox whose /app is the build directory, with
+the app's build cache at /cache, its config at /env and the buildpacks read-only. What the
+buildpacks print streams back to the controller (and from there to `git push`) line by line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import logging
+import os
+import shutil
+import signal
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import trio
+
+from waka.agent._procfile import ProcfileError, parse_procfile, parse_release_yaml
+from waka.agent._sandbox import AppMount, Bind, Driver, SandboxError, SandboxSpec
+from waka.agent._slugs import SlugCache
+from waka.agent._slugtar import chown_tree, pack, prune
+from waka.agent._wire import Controller
+from waka.v1.agent_pb2 import BuildJob, BuildResult, SlugRef, SlugUpload, SourceRef
+
+log = logging.getLogger("waka.agent")
+
+# Built-in buildpacks are tried in this order; the first whose bin/detect matches wins.
+DETECT_ORDER = ("python", "nodejs", "ruby", "go", "java", "php", "static", "procfile")
+BUILD_PATH = "/waka/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+UPLOAD_CHUNK = 256 * 1024
+OUTPUT_BATCH_SECONDS = 0.05
+
+
+class BuildFailed(Exception):
+    """A build step failed; the message is the one-sentence reason the user sees."""
+
+
+@dataclass(frozen=True)
+class BuildTools:
+    buildpacks_dir: Path
+    runner_script: Path
+    uv_binary: Path | None
+
+
+def find_tools() -> BuildTools:
+    buildpacks = Path(str(importlib.resources.files("waka.buildpacks")))
+    runner = Path(str(importlib.resources.files("waka.agent"))) / "build-runner.sh"
+    uv_binary: Path | None = None
+    with contextlib.suppress(ImportError, FileNotFoundError):
+        import uv  # noqa: PLC0415 - optional: builds fall back to pip without it
+
+        uv_binary = Path(uv.find_uv_bin())
+    return BuildTools(buildpacks, runner, uv_binary)
+
+
+class Builder:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        driver: Driver,
+        slugs: SlugCache,
+        controller: Callable[[], Controller | None],
+        tools: BuildTools,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.root = root / "builds"
+        self.cache_root = root / "cache"
+        shutil.rmtree(self.root, ignore_errors=True)  # builds cut off by a restart are lost
+        self.root.mkdir(parents=True)
+        self.cache_root.mkdir(parents=True, exist_ok=True)
+        self._driver = driver
+        self._slugs = slugs
+        self._controller = controller
+        self._tools = tools
+        self._clock = clock
+        self._cancels: dict[str, trio.CancelScope] = {}
+
+    @property
+    def running(self) -> list[str]:
+        return list(self._cancels)
+
+    def cancel(self, build_id: str) -> None:
+        scope = self._cancels.get(build_id)
+        if scope is not None:
+            scope.cancel()
+
+    async def build(
+        self,
+        job: BuildJob,
+        output: Callable[[list[str]], None],
+        finish: Callable[[BuildResult], None],
+    ) -> None:
+        work = self.root / job.build_id
+        work.mkdir()
+        with trio.CancelScope() as scope:
+            self._cancels[job.build_id] = scope
+            try:
+                result = await self._build(job, work, output)
+            except BuildFailed as failure:
+                result = BuildResult(build_id=job.build_id, ok=False, error=str(failure))
+            except Exception as error:
+                log.exception("build %s failed unexpectedly", job.build_id)
+                result = BuildResult(
+                    build_id=job.build_id, ok=False, error=f"internal build error: {error}"
+                )
+            finally:
+                self._cancels.pop(job.build_id, None)
+        if scope.cancelled_caught:
+            result = BuildResult(build_id=job.build_id, ok=False, error="the build was canceled")
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(shutil.rmtree, work, True)
+        finish(result)
+
+    async def _build(
+        self, job: BuildJob, work: Path, output: Callable[[list[str]], None]
+    ) -> BuildResult:
+        app_dir = work / "app"
+        source = work / "source.tar.gz"
+        await trio.to_thread.run_sync(self._download_source, job.build_id, source)
+        await trio.to_thread.run_sync(self._unpack_source, source, app_dir, job.uid)
+        source.unlink()
+        env_dir = work / "env"
+        out_dir = work / "out"
+        cache_dir = self.cache_root / job.app
+        await trio.to_thread.run_sync(self._prepare, job, env_dir, out_dir, cache_dir)
+
+        started = self._clock()
+        await self._run_buildpacks(job, app_dir, cache_dir, env_dir, out_dir, output)
+        process_types, names = self._process_types(app_dir, out_dir)
+        output(["-----> Discovering process types", _describe_types(process_types)])
+
+        slug_path = work / "slug.tgz"
+        output(["-----> Compressing..."])
+        await trio.to_thread.run_sync(prune, app_dir)
+        sha, size = await trio.to_thread.run_sync(pack, app_dir, slug_path)
+        output([f"       Done: {_megabytes(size)}"])
+        await trio.to_thread.run_sync(self._upload, job.build_id, slug_path, sha, size)
+        await trio.to_thread.run_sync(self._slugs.adopt_build, sha, app_dir, job.uid)
+        log.info(
+            "built %s in %.2fs: slug %s (%d bytes)",
+            job.app,
+            self._clock() - started,
+            sha[:12],
+            size,
+        )
+        return BuildResult(
+            build_id=job.build_id,
+            ok=True,
+            slug=SlugRef(sha256=sha, size=size),
+            process_types=process_types,
+            buildpacks=names,
+            stack=job.stack or "host",
+        )
+
+    # ------------------------------------------------------------ steps
+
+    def _download_source(self, build_id: str, path: Path) -> None:
+        controller = self._controller()
+        if controller is None:
+            raise BuildFailed("the controller is unreachable")
+        try:
+            with path.open("wb") as f:
+                for chunk in controller.stub.DownloadSource(
+                    SourceRef(build_id=build_id), metadata=controller.metadata, timeout=300
+                ):
+                    f.write(chunk.data)
+        except grpc.RpcError as error:
+            raise BuildFailed(f"cannot fetch the source: {error.details()}") from None
+
+    @staticmethod
+    def _unpack_source(source: Path, app_dir: Path, uid: int) -> None:
+        app_dir.mkdir()
+        try:
+            with tarfile.open(source, "r:*") as tar:
+                tar.extractall(app_dir, filter="data")
+        except (tarfile.TarError, OSError) as error:
+            raise BuildFailed(f"cannot unpack the source: {error}") from None
+        chown_tree(app_dir, uid)
+
+    @staticmethod
+    def _prepare(job: BuildJob, env_dir: Path, out_dir: Path, cache_dir: Path) -> None:
+        env_dir.mkdir()
+        for name, value in job.env.items():
+            (env_dir / name).write_text(value)
+        for path in (env_dir, *env_dir.iterdir()):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        out_dir.mkdir()
+        os.chown(out_dir, job.uid, job.uid)
+        cache_dir.mkdir(exist_ok=True)
+        os.chown(cache_dir, job.uid, job.uid)
+
+    def _buildpack_dirs(self, job: BuildJob) -> tuple[list[Bind], dict[str, str]]:
+        binds: list[Bind] = []
+        env: dict[str, str] = {}
+        if job.buildpacks:
+            paths = []
+            for i, name in enumerate(job.buildpacks):
+                local = self._resolve_buildpack(name)
+                target = f"/buildpacks/{i}-{local.name}"
+                binds.append(Bind(local, target))
+                paths.append(target)
+            env["WAKA_BUILDPACKS"] = " ".join(paths)
+        else:
+            order = [n for n in DETECT_ORDER if (self._tools.buildpacks_dir / n / "bin").is_dir()]
+            for name in order:
+                binds.append(Bind(self._tools.buildpacks_dir / name, f"/buildpacks/{name}"))
+            env["WAKA_DETECT_ORDER"] = " ".join(f"/buildpacks/{n}" for n in order)
+        return binds, env
+
+    def _resolve_buildpack(self, name: str) -> Path:
+        builtin = self._tools.buildpacks_dir / name
+        if "/" not in name and (builtin / "bin" / "compile").exists():
+            return builtin
+        path = Path(name)
+        if path.is_absolute() and (path / "bin" / "compile").exists():
+            return path
+        raise BuildFailed(f"unknown buildpack {name!r}")
+
+    async def _run_buildpacks(
+        self,
+        job: BuildJob,
+        app_dir: Path,
+        cache_dir: Path,
+        env_dir: Path,
+        out_dir: Path,
+        output: Callable[[list[str]], None],
+    ) -> None:
+        binds, env = self._buildpack_dirs(job)
+        binds += [
+            Bind(cache_dir, "/cache", writable=True),
+            Bind(env_dir, "/env"),
+            Bind(out_dir, "/waka/out", writable=True),
+            Bind(self._tools.runner_script, "/waka/build-runner.sh"),
+        ]
+        if self._tools.uv_binary is not None:
+            binds.append(Bind(self._tools.uv_binary, "/waka/bin/uv"))
+        env.update(
+            {
+                "HOME": "/app",
+                "PATH": BUILD_PATH,
+                "LANG": "C.UTF-8",
+                "STACK": job.stack or "host",
+                "SOURCE_VERSION": job.source_version,
+                "REQUEST_ID": job.build_id,
+            }
+        )
+        spec = SandboxSpec(
+            hostname="build",
+            argv=["bash", "/waka/build-runner.sh"],
+            env=env,
+            uid=job.uid,
+            app_dir=app_dir,
+            app_mount=AppMount.BIND_RW,
+            binds=binds,
+        )
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        try:
+            sandbox = self._driver.start(
+                spec, app_dir.parent / "run", stdin=_devnull(), stdout=write_fd, stderr=write_fd
+            )
+        except SandboxError as error:
+            os.close(read_fd)
+            raise BuildFailed(f"cannot start the build sandbox: {error}") from None
+        finally:
+            os.close(write_fd)
+        timeout = job.timeout_seconds or 15 * 60
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_relay_lines, read_fd, output)
+                with trio.move_on_after(timeout) as deadline:
+                    code = await sandbox.wait()
+                if deadline.cancelled_caught:
+                    sandbox.kill()
+                    raise BuildFailed(f"the build took longer than {timeout // 60} minutes")
+        finally:
+            with trio.CancelScope(shield=True):
+                if sandbox.is_running():
+                    sandbox.signal_all(signal.SIGKILL)
+                    sandbox.kill()
+                with trio.move_on_after(10):
+                    await sandbox.wait_until_empty()
+                await trio.to_thread.run_sync(sandbox.cleanup)
+        if code != 0:
+            raise BuildFailed("a buildpack failed; its output above says why")
+
+    @staticmethod
+    def _process_types(app_dir: Path, out_dir: Path) -> tuple[dict[str, str], list[str]]:
+        names_file = out_dir / "buildpacks"
+        names = names_file.read_text().split("\n") if names_file.exists() else []
+        names = [n for n in names if n]
+        types: dict[str, str] = {}
+        for release_file in sorted(out_dir.glob("release-*.yml")):
+            try:
+                types.update(parse_release_yaml(release_file.read_text()))
+            except ValueError as error:
+                raise BuildFailed(f"a buildpack's bin/release output is invalid: {error}") from None
+        procfile = app_dir / "Procfile"
+        if procfile.is_file():
+            try:
+                types.update(parse_procfile(procfile.read_text(errors="replace")))
+            except ProcfileError as error:
+                raise BuildFailed(str(error)) from None
+        return types, names
+
+    def _upload(self, build_id: str, slug: Path, sha: str, size: int) -> None:
+        controller = self._controller()
+        if controller is None:
+            raise BuildFailed("the controller is unreachable; the slug cannot be stored")
+
+        def parts() -> Iterator[SlugUpload]:
+            yield SlugUpload(header=SlugUpload.Header(sha256=sha, size=size, build_id=build_id))
+            with slug.open("rb") as f:
+                while chunk := f.read(UPLOAD_CHUNK):
+                    yield SlugUpload(data=chunk)
+
+        try:
+            controller.stub.UploadSlug(parts(), metadata=controller.metadata, timeout=600)
+        except grpc.RpcError as error:
+            raise BuildFailed(f"the slug upload failed: {error.details()}") from None
+
+
+async def _relay_lines(fd: int, output: Callable[[list[str]], None]) -> None:
+    """Relays the build's output as whole lines, a batch at a time, until the pipe closes."""
+    stream = trio.lowlevel.FdStream(fd)
+    pending = b""
+    async with stream:
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                break
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            if lines:
+                output([line.decode("utf-8", "replace") for line in lines])
+    if pending:
+        output([pending.decode("utf-8", "replace")])
+
+
+def _describe_types(types: dict[str, str]) -> str:
+    if not types:
+        return "       Procfile declares types -> (none)"
+    return f"       Procfile declares types -> {', '.join(types)}"
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f}M"
+
+
+_devnull_fd: int | None = None
+
+
+def _devnull() -> int:
+    global _devnull_fd  # noqa: PLW0603 - shared read-only fd
+    if _devnull_fd is None:
+        _devnull_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _devnull_fd

@@ -1,0 +1,408 @@
+"""One dyno instance through its whole life: start, boot check, supervise, restart, stop.
+
+States, as Heroku names them:
+
+    starting ──(web: accepts on $PORT; others: started)──▶ up
+    starting/up ──(process exits, not asked to)──▶ crashed ──(cool-off)──▶ starting
+    any ──(stop)──▶ down
+
+Every change is logged as `waka[web.1]: State changed from starting to up`. The dyno's output goes
+to a file (so the dyno never depends on the agent) that a follower ships line by line.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from waka.agent._backoff import CrashPolicy
+from waka.agent._follow import FileWatcher, OutputFollower
+from waka.agent._sandbox import (
+    EXIT_STATUS_UNKNOWN,
+    AppMount,
+    Driver,
+    SandboxError,
+    SandboxProcess,
+    SandboxSpec,
+)
+from waka.agent._slugs import SlugCache
+from waka.agent._slugtar import SlugError
+from waka.v1.agent_pb2 import DynoSpec, DynoStatus
+from waka.v1.common_pb2 import DynoState, LogLine
+
+log = logging.getLogger("waka.agent")
+
+STATE_NAMES = {
+    DynoState.DYNO_STATE_STARTING: "starting",
+    DynoState.DYNO_STATE_UP: "up",
+    DynoState.DYNO_STATE_CRASHED: "crashed",
+    DynoState.DYNO_STATE_DOWN: "down",
+    DynoState.DYNO_STATE_PENDING: "pending",
+}
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Heroku's dyno start: source every .profile.d script, then .profile, then run the command.
+PROFILE_PRELUDE = (
+    'for waka_profile in "$HOME"/.profile.d/*.sh; do'
+    ' if [ -r "$waka_profile" ]; then . "$waka_profile"; fi; done; unset waka_profile\n'
+    'if [ -r "$HOME/.profile" ]; then . "$HOME/.profile"; fi\n'
+)
+PORT_POLL_INTERVAL = 0.02
+
+
+def dyno_command(command: str) -> list[str]:
+    return ["bash", "-c", PROFILE_PRELUDE + command]
+
+
+def dyno_environment(spec: DynoSpec, port: int) -> dict[str, str]:
+    env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}
+    env.update(spec.env)
+    env.update(
+        {
+            "HOME": "/app",
+            "DYNO": spec.name,
+            "PS": spec.name,
+            "STACK": spec.stack or "host",
+        }
+    )
+    if spec.type == "web":
+        env["PORT"] = str(port)
+    return env
+
+
+def exit_description(code: int) -> str:
+    if code == EXIT_STATUS_UNKNOWN:
+        return "Process exited (status unknown: the agent restarted meanwhile)"
+    if code < 0:
+        # bash reports a child killed by signal N as 128+N, and so does Heroku's log.
+        return f"Process exited with status {128 - code}"
+    return f"Process exited with status {code}"
+
+
+@dataclass
+class DynoContext:
+    """What every dyno of this node shares."""
+
+    driver: Driver
+    slugs: SlugCache
+    watcher: FileWatcher
+    emit: Callable[[list[LogLine]], None]
+    changed: Callable[[], None]
+    clock: Callable[[], float] = time.time
+
+
+class Dyno:
+    def __init__(self, spec: DynoSpec, directory: Path, port: int, context: DynoContext) -> None:
+        self.spec = spec
+        self.directory = directory
+        self.port = port
+        self._ctx = context
+        self.state = DynoState.DYNO_STATE_STARTING
+        self.state_changed = context.clock()
+        self.restarts = 0
+        self.exit_code = 0
+        self.message = ""
+        self.pid = 0
+        self._policy = CrashPolicy()
+        self._sandbox: SandboxProcess | None = None
+        self._stop_requested = trio.Event()
+        self._kill_deadline: float | None = None
+        self.done = trio.Event()
+        self._output_offset = 0
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.output_path = directory / "output.log"
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self) -> None:
+        record = {
+            "spec": base64.b64encode(self.spec.SerializeToString()).decode(),
+            "port": self.port,
+            "state": int(self.state),
+            "state_changed": self.state_changed,
+            "restarts": self.restarts,
+            "sandbox": self._sandbox.record() if self._sandbox else None,
+            "output_offset": self._output_offset,
+        }
+        tmp = self.directory / "record.json.tmp"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, self.directory / "record.json")
+
+    @staticmethod
+    def load_record(directory: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads((directory / "record.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    @classmethod
+    def restore(
+        cls, directory: Path, record: dict[str, Any], context: DynoContext
+    ) -> tuple[Dyno, SandboxProcess | None]:
+        spec = DynoSpec.FromString(base64.b64decode(record["spec"]))
+        dyno = cls(spec, directory, int(record["port"]), context)
+        dyno.state = DynoState.ValueType(int(record["state"]))
+        dyno.state_changed = float(record["state_changed"])
+        dyno.restarts = int(record["restarts"])
+        dyno._output_offset = int(record.get("output_offset", 0))
+        sandbox = None
+        if record.get("sandbox"):
+            sandbox = context.driver.adopt(record["sandbox"])
+            if sandbox is None:
+                context.driver.cleanup(record["sandbox"])
+        return dyno, sandbox
+
+    # ------------------------------------------------------------ status
+
+    def status(self) -> DynoStatus:
+        return DynoStatus(
+            id=self.spec.id,
+            app=self.spec.app,
+            name=self.spec.name,
+            state=self.state,
+            release=self.spec.release,
+            pid=self.pid,
+            port=self.port if self.spec.type == "web" else 0,
+            exit_code=self.exit_code,
+            restarts=self.restarts,
+            state_changed_us=int(self.state_changed * 1_000_000),
+            message=self.message,
+        )
+
+    def _platform(self, text: str) -> LogLine:
+        return LogLine(
+            time_us=int(self._ctx.clock() * 1_000_000),
+            app=self.spec.app,
+            source="waka",
+            dyno=self.spec.name,
+            text=text,
+        )
+
+    def _say(self, text: str) -> None:
+        self._ctx.emit([self._platform(text)])
+
+    def _set_state(self, state: DynoState.ValueType, message: str = "") -> None:
+        self.message = message
+        if state == self.state:
+            self._ctx.changed()
+            return
+        old, self.state = self.state, state
+        self.state_changed = self._ctx.clock()
+        self._say(f"State changed from {STATE_NAMES[old]} to {STATE_NAMES[state]}")
+        self.save()
+        self._ctx.changed()
+
+    # ------------------------------------------------------------ life
+
+    async def run(self, adopted: SandboxProcess | None = None) -> None:
+        """Supervises the dyno until it is stopped; returns once it is down and cleaned up."""
+        self._sandbox = adopted
+        if adopted is not None:
+            self.pid = adopted.pid
+        output = self._open_output()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._ship_output, output)
+                try:
+                    await self._life()
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self._finish_sandbox()
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._ctx.emit([self._app_line(t) for t in output.flush_partial()])
+            output.close()
+            self.done.set()
+
+    def _open_output(self) -> OutputFollower:
+        fd = os.open(self.output_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        return OutputFollower(self.output_path, self._output_offset, watcher=self._ctx.watcher)
+
+    def _app_line(self, text: str) -> LogLine:
+        return LogLine(
+            time_us=int(self._ctx.clock() * 1_000_000),
+            app=self.spec.app,
+            source="app",
+            dyno=self.spec.name,
+            text=text,
+        )
+
+    async def _ship_output(self, output: OutputFollower) -> None:
+        while True:
+            lines, offset = await output.read_lines()
+            self._ctx.emit([self._app_line(t) for t in lines])
+            # Shipping is at-least-once from here: the shipper holds lines until acknowledged.
+            self._output_offset = offset
+            output.release(offset)
+
+    async def _life(self) -> None:
+        while not self._stop_requested.is_set():
+            if self._sandbox is None:
+                started = await self._start()
+                if not started:
+                    await self._cool_off(self._ctx.clock())
+                    continue
+            started_at = self._ctx.clock()
+            code = await self._supervise()
+            self.exit_code = code
+            self._say(exit_description(code))
+            await self._finish_sandbox()
+            if self._stop_requested.is_set():
+                break
+            self._set_state(DynoState.DYNO_STATE_CRASHED)
+            await self._cool_off(started_at)
+        self._set_state(DynoState.DYNO_STATE_DOWN)
+
+    async def _cool_off(self, started_at: float) -> None:
+        delay = self._policy.on_exit(started_at, self._ctx.clock())
+        if delay:
+            self.message = f"restarting in {int(delay)}s (crashed {self._policy.crashes} times)"
+            self._ctx.changed()
+        with trio.move_on_after(delay):
+            await self._stop_requested.wait()
+        if not self._stop_requested.is_set():
+            self.restarts += 1
+
+    async def _start(self) -> bool:
+        spec = self.spec
+        self._set_state(DynoState.DYNO_STATE_STARTING)
+        try:
+            app_dir = await self._ctx.slugs.ensure(spec.slug, spec.uid)
+        except SlugError as error:
+            self._say(f"Error R99 (Platform error) -> {error}")
+            self._set_state(DynoState.DYNO_STATE_CRASHED, str(error))
+            return False
+        self._say(f"Starting process with command `{spec.command}`")
+        sandbox_spec = SandboxSpec(
+            hostname=spec.name,
+            argv=dyno_command(spec.command),
+            env=dyno_environment(spec, self.port),
+            uid=spec.uid,
+            app_dir=app_dir,
+            app_mount=AppMount.OVERLAY,
+        )
+        fd = os.open(self.output_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            self._sandbox = await trio.to_thread.run_sync(
+                lambda: self._ctx.driver.start(
+                    sandbox_spec, self.directory / "run", stdin=_devnull(), stdout=fd, stderr=fd
+                )
+            )
+        except (SandboxError, OSError) as error:
+            self._say(f"Error R99 (Platform error) -> cannot start the dyno: {error}")
+            self._set_state(DynoState.DYNO_STATE_CRASHED, str(error))
+            return False
+        finally:
+            os.close(fd)
+        self.pid = self._sandbox.pid
+        self.save()
+        return True
+
+    async def _supervise(self) -> int:
+        """Waits for the process to exit, marking it up once it is ready; returns the exit code."""
+        sandbox = self._sandbox
+        assert sandbox is not None
+        async with trio.open_nursery() as nursery:
+            if self.state != DynoState.DYNO_STATE_UP:
+                nursery.start_soon(self._watch_boot, sandbox)
+            nursery.start_soon(self._terminate_when_asked, sandbox)
+            code = await sandbox.wait()
+            nursery.cancel_scope.cancel()
+        return code
+
+    async def _watch_boot(self, sandbox: SandboxProcess) -> None:
+        if self.spec.type != "web":
+            self._set_state(DynoState.DYNO_STATE_UP)
+            return
+        timeout = self.spec.boot_timeout_seconds or 60
+        with trio.move_on_after(timeout):
+            # Nothing announces that a port is listening, so this polls (every 20 ms).
+            while not await _accepts("127.0.0.1", self.port):  # noqa: ASYNC110
+                await trio.sleep(PORT_POLL_INTERVAL)
+            self._set_state(DynoState.DYNO_STATE_UP)
+            return
+        self._say(
+            f"Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {timeout}"
+            " seconds of launch"
+        )
+        self._say("Stopping process with SIGKILL")
+        sandbox.kill()
+
+    async def _terminate_when_asked(self, sandbox: SandboxProcess) -> None:
+        """Heroku's stop: SIGTERM to every process, SIGKILL to what remains after the grace."""
+        await self._stop_requested.wait()
+        self._say("Stopping all processes with SIGTERM")
+        sandbox.signal_all(signal.SIGTERM)
+        grace = self.spec.stop_grace_seconds or 30
+        self._kill_deadline = trio.current_time() + grace
+        await trio.sleep(grace)
+        self._exit_timeout(sandbox)
+
+    def _exit_timeout(self, sandbox: SandboxProcess) -> None:
+        grace = self.spec.stop_grace_seconds or 30
+        self._say(
+            "Error R12 (Exit timeout) -> At least one process failed to exit within"
+            f" {grace} seconds of SIGTERM"
+        )
+        self._say("Stopping remaining processes with SIGKILL")
+        sandbox.kill()
+
+    async def _finish_sandbox(self) -> None:
+        """After the command exited: let (or make) the rest of the sandbox end, then clean up."""
+        sandbox = self._sandbox
+        if sandbox is None:
+            return
+        if sandbox.is_running() and self._kill_deadline is not None:
+            # Stopping: the other processes keep the rest of their grace period.
+            with trio.move_on_at(self._kill_deadline):
+                await sandbox.wait_until_empty()
+            if sandbox.is_running():
+                self._exit_timeout(sandbox)
+        if sandbox.is_running():
+            sandbox.kill()
+        with trio.move_on_after(10):
+            await sandbox.wait_until_empty()
+        try:
+            await trio.to_thread.run_sync(sandbox.cleanup)
+        except SandboxError as error:
+            log.warning("dyno %s: %s", self.spec.name, error)
+            return
+        self._sandbox = None
+        self.pid = 0
+        self.save()
+
+    async def stop(self) -> None:
+        """Asks the dyno to stop and waits until it is down and cleaned up."""
+        self._stop_requested.set()
+        await self.done.wait()
+
+
+async def _accepts(host: str, port: int) -> bool:
+    try:
+        with trio.move_on_after(1):
+            stream = await trio.open_tcp_stream(host, port)
+            await stream.aclose()
+            return True
+    except OSError:
+        return False
+    return False
+
+
+_devnull_fd: int | None = None
+
+
+def _devnull() -> int:
+    global _devnull_fd  # noqa: PLW0603 - one shared fd for every dyno's stdin
+    if _devnull_fd is None:
+        _devnull_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _devnull_fd

@@ -1,0 +1,136 @@
+"""All dynos of this node: converging to the controller's assignment, and adopting after a restart.
+
+The controller sends the complete set of dynos this node should run; anything else running is
+stopped. At start, dynos recorded on disk are adopted (their sandboxes kept running while the agent
+was away) before any assignment arrives, so an agent restart stops nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import shutil
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+
+import trio
+
+from waka.agent._dyno import Dyno, DynoContext
+from waka.agent._sandbox import SandboxProcess
+from waka.v1.agent_pb2 import DynoSpec, DynoStatus
+
+log = logging.getLogger("waka.agent")
+
+PORT_RANGE = range(20000, 30000)
+
+
+class PortAllocator:
+    """Hands out host ports for web dynos, skipping any port something else listens on."""
+
+    def __init__(self, ports: range = PORT_RANGE) -> None:
+        self._ports = ports
+        self._taken: set[int] = set()
+        self._next = ports.start
+
+    def reserve(self, port: int) -> None:
+        self._taken.add(port)
+
+    def release(self, port: int) -> None:
+        self._taken.discard(port)
+
+    def allocate(self) -> int:
+        for _ in range(len(self._ports)):
+            port = self._next
+            self._next = port + 1 if port + 1 < self._ports.stop else self._ports.start
+            if port not in self._taken and _port_is_free(port):
+                self._taken.add(port)
+                return port
+        raise RuntimeError(f"no free port left in {self._ports.start}-{self._ports.stop - 1}")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+class DynoManager:
+    def __init__(
+        self, root: Path, context: DynoContext, ports: PortAllocator | None = None
+    ) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._ctx = context
+        self._ports = ports or PortAllocator()
+        self._dynos: dict[str, Dyno] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Runs the node's dynos until cancelled; then stops them all (SIGTERM, grace, SIGKILL)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._adopt_recorded()
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.stop_all()
+                nursery.cancel_scope.cancel()
+
+    def _adopt_recorded(self) -> None:
+        for directory in sorted(self.root.iterdir()):
+            record = Dyno.load_record(directory)
+            if record is None:
+                shutil.rmtree(directory, ignore_errors=True)
+                continue
+            try:
+                dyno, sandbox = Dyno.restore(directory, record, self._ctx)
+            except Exception:
+                log.exception("cannot restore the dyno recorded in %s", directory)
+                continue
+            self._ports.reserve(dyno.port)
+            self._launch(dyno, sandbox)
+            if sandbox is not None:
+                log.info("adopted %s %s (pid %d)", dyno.spec.app, dyno.spec.name, sandbox.pid)
+
+    def _launch(self, dyno: Dyno, sandbox: SandboxProcess | None = None) -> None:
+        assert self._nursery is not None
+        self._dynos[dyno.spec.id] = dyno
+        self._nursery.start_soon(self._supervise, dyno, sandbox)
+
+    async def _supervise(self, dyno: Dyno, sandbox: SandboxProcess | None) -> None:
+        try:
+            await dyno.run(sandbox)
+        finally:
+            self._dynos.pop(dyno.spec.id, None)
+            self._ports.release(dyno.port)
+            shutil.rmtree(dyno.directory, ignore_errors=True)
+            self._ctx.changed()
+
+    def converge(self, specs: Iterable[DynoSpec]) -> None:
+        """Starts what is assigned and not running; stops what runs and is not assigned."""
+        wanted = {spec.id: spec for spec in specs}
+        for dyno_id, spec in wanted.items():
+            if dyno_id not in self._dynos:
+                port = self._ports.allocate()
+                self._launch(Dyno(spec, self.root / dyno_id, port, self._ctx))
+        for dyno_id, dyno in list(self._dynos.items()):
+            if dyno_id not in wanted:
+                assert self._nursery is not None
+                self._nursery.start_soon(dyno.stop)
+        self._ctx.changed()
+
+    def statuses(self) -> list[DynoStatus]:
+        return [dyno.status() for dyno in self._dynos.values()]
+
+    async def stop_all(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for dyno in list(self._dynos.values()):
+                nursery.start_soon(dyno.stop)

@@ -1,0 +1,111 @@
+"""Ships log lines to the controller in batches, and sends them again until they are acknowledged.
+
+Lines get a per-agent sequence number when they are emitted. The sequence starts at the wall clock
+in microseconds, so numbers keep growing across agent restarts (the controller drops anything at or
+below the highest number it has stored for this node) without a counter on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+import grpc
+import trio
+
+from waka.agent._wire import Controller, Outbox, responses
+from waka.v1.common_pb2 import LogBatch, LogLine
+
+log = logging.getLogger("waka.agent")
+
+BATCH_LINES = 500
+MAX_BUFFERED = 200_000
+
+
+class LogShipper:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, max_buffered: int = MAX_BUFFERED
+    ) -> None:
+        self._clock = clock
+        self._seq = int(clock() * 1_000_000)
+        self._max_buffered = max_buffered
+        # Lines not yet acknowledged, oldest first; `_sent` of them are already on the wire.
+        self._buffer: deque[LogLine] = deque()
+        self._sent = 0
+        self._dropped = 0
+        self._wakeup = trio.Event()
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def emit(self, lines: Iterable[LogLine]) -> None:
+        """Queues lines (their seq is set here). Never blocks: over the bound, the oldest go."""
+        for line in lines:
+            self._seq += 1
+            line.seq = self._seq
+            self._buffer.append(line)
+        overflow = len(self._buffer) - self._max_buffered
+        if overflow > 0:
+            for _ in range(overflow):
+                self._buffer.popleft()
+            self._sent = max(0, self._sent - overflow)
+            self._dropped += overflow
+        self._wakeup.set()
+
+    def line(self, app: str, dyno: str, text: str, *, source: str = "waka") -> LogLine:
+        return LogLine(
+            time_us=int(self._clock() * 1_000_000), app=app, source=source, dyno=dyno, text=text
+        )
+
+    def _acknowledge(self, seq: int) -> None:
+        while self._buffer and self._buffer[0].seq <= seq:
+            self._buffer.popleft()
+            self._sent -= 1
+        self._sent = max(self._sent, 0)
+
+    async def run(self, controller: Controller) -> None:
+        """Ships until cancelled, reconnecting with a short backoff when the stream breaks."""
+        delay = 0.2
+        while True:
+            try:
+                await self._ship(controller)
+                delay = 0.2
+            except grpc.RpcError as error:
+                log.debug("log stream broke: %s", error)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _ship(self, controller: Controller) -> None:
+        outbox: Outbox[LogBatch] = Outbox()
+        call = controller.stub.ShipLogs(iter(outbox), metadata=controller.metadata)
+        # Whatever was on the wire when the last stream broke goes again; the controller drops
+        # what it had already stored.
+        self._sent = 0
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def read_acks() -> None:
+                    async for ack in responses(call):
+                        self._acknowledge(ack.seq)
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(read_acks)
+                while True:
+                    while self._sent >= len(self._buffer):
+                        await self._wakeup.wait()
+                        self._wakeup = trio.Event()
+                    if self._dropped:
+                        self._report_dropped()
+                    end = min(len(self._buffer), self._sent + BATCH_LINES)
+                    batch = [self._buffer[i] for i in range(self._sent, end)]
+                    self._sent = end
+                    outbox.put(LogBatch(lines=batch))
+        finally:
+            outbox.close()
+
+    def _report_dropped(self) -> None:
+        count, self._dropped = self._dropped, 0
+        log.warning("dropped %d log lines while the controller was unreachable", count)

@@ -1,0 +1,831 @@
+"""Sandbox drivers: run one dyno's or build's command isolated from the host and from each other.
+
+Two drivers share one interface (`Driver`, `SandboxProcess`):
+
+- `BubblewrapDriver` (the agent is root): PID, IPC, UTS and mount namespaces; the host's system
+  dirs read-only; fresh /proc, minimal /dev, private /tmp and /dev/shm; /app as an overlay
+  (dynos) or a writable bind (builds); the command runs unprivileged, with no capabilities and
+  no_new_privs, dropped by util-linux `setpriv` inside the sandbox.
+- `PlainDriver` (development only): the command as a plain process, no isolation at all.
+
+Life of a sandbox, as the supervisor sees it:
+
+    process = driver.start(spec, run_dir, stdin=..., stdout=out, stderr=out)
+    record = process.record()         # persist: enough for driver.adopt() after an agent restart
+    process.signal_all(signal.SIGTERM)  # graceful stop: every process in the sandbox
+    status = await process.wait()     # the command exited (>= 0 exit code, -N killed by signal N)
+    process.kill()                    # whatever it left behind (or after the grace period)
+    await process.wait_until_empty()  # every process of the sandbox is gone
+    process.cleanup()                 # unmount /app's overlay, remove the run dir
+
+Nothing here depends on the agent being the sandbox's parent: the outermost process is spawned in
+its own session, waited on through a pidfd, and bubblewrap writes the exit code to a status file
+in the run dir (`--json-status-fd`), so a restarted agent adopts running sandboxes from their
+records and still learns how they ended.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import ctypes
+import enum
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Protocol
+
+import psutil
+import trio
+
+from waka.agent._process import (
+    PidHandle,
+    ProcessIdentity,
+    identify,
+    live_descendants,
+    pid_namespace_of,
+    session_members,
+    signal_processes,
+    spawn,
+    status_from_shell_code,
+)
+
+EXIT_STATUS_UNKNOWN: Final = -256
+"""wait()'s answer when nobody could have seen the exit status: the agent was restarted (so it is
+not the parent) and the process left no status record (plain driver; or bubblewrap itself was
+killed). Outside both the exit-code (>= 0) and killed-by-signal (-1..-64) ranges."""
+
+APP_PATH: Final = "/app"
+BWRAP_INSTALL_HINT: Final = "bubblewrap is not installed: apt-get install bubblewrap"
+SETPRIV_PATH: Final = "/usr/bin/setpriv"
+
+# The fd numbers bwrap sees: its NUL-separated arguments and the status file.
+_ARGS_FD: Final = 3
+_STATUS_FD: Final = 4
+_STATUS_FILE: Final = "status.json"
+
+# Host dirs that become the sandbox's read-only root ("stack host"). /bin, /lib... are symlinks
+# into /usr on a merged-/usr host and are recreated as symlinks; otherwise bound read-only.
+_SYSTEM_DIRS: Final = ("/usr", "/etc")
+_ROOT_LINKS_OR_DIRS: Final = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_RESERVED_TARGETS: Final = (*_SYSTEM_DIRS, *_ROOT_LINKS_OR_DIRS, "/proc", "/dev")
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ENV_NAME = re.compile(r"^[^=\0]+$")
+
+
+class SandboxError(Exception):
+    """A sandbox could not be set up, started or cleaned up; the message says why."""
+
+
+class SandboxUnavailable(SandboxError):
+    """No driver can run dynos here as configured; the message names what is missing."""
+
+
+class SandboxSpecError(SandboxError, ValueError):
+    """A SandboxSpec asks for something the sandbox cannot or must not do."""
+
+
+# --------------------------------------------------------------------------------------------
+# What to run
+
+
+@dataclass(frozen=True)
+class Bind:
+    source: Path
+    target: str
+    writable: bool = False
+
+
+class AppMount(enum.Enum):
+    OVERLAY = "overlay"  # dynos: /app = read-only slug tree + a private writable layer
+    BIND_RW = "bind-rw"  # builds: /app is the build directory itself, writable
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """Per-sandbox cgroup limits. Not enforced yet: cgroups come in a later issue.
+
+    The driver accepts them now (and says once that it ignores them) so callers can already
+    derive them from the dyno size; enforcement will be added behind this same field.
+    """
+
+    memory_bytes: int | None = None
+    max_pids: int | None = None
+    cpu_shares: int | None = None
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What to run and how it sees the world.
+
+    With `AppMount.OVERLAY`, overlayfs checks permissions against the lower (slug) files, so the
+    slug tree must be owned by `uid` for the command to modify files it ships; chown-ing it when
+    unpacking is the caller's job.
+    """
+
+    hostname: str  # e.g. "web.1" (UTS namespace)
+    argv: Sequence[str]  # run inside, after privileges are dropped; argv[0] found via env PATH
+    env: Mapping[str, str]  # the complete environment inside (nothing inherited from the agent)
+    uid: int  # unprivileged uid (and gid = uid) the command runs as
+    app_dir: Path  # host directory shown at /app
+    app_mount: AppMount
+    binds: Sequence[Bind] = ()  # extra mounts (build: /cache rw, /env ro, /buildpacks ro, ...)
+    cwd: str = APP_PATH
+    limits: ResourceLimits | None = None  # seam for cgroups; not enforced yet
+
+    def __post_init__(self) -> None:
+        if not _HOSTNAME.match(self.hostname):
+            raise SandboxSpecError(
+                f"hostname {self.hostname!r} is not a valid host name (letters, digits, '.', '_',"
+                " '-'; at most 64 characters)"
+            )
+        if not self.argv or any("\0" in arg for arg in self.argv):
+            raise SandboxSpecError(f"argv must be non-empty with no NUL characters: {self.argv!r}")
+        for name, value in self.env.items():
+            if not _ENV_NAME.match(name) or "\0" in value:
+                raise SandboxSpecError(f"environment variable {name!r} has an invalid name/value")
+        if not 0 < self.uid < 2**31 - 1:
+            raise SandboxSpecError(f"uid {self.uid} must be an unprivileged uid (never root)")
+        if not os.path.isabs(self.cwd):
+            raise SandboxSpecError(f"cwd {self.cwd!r} must be an absolute path inside the sandbox")
+        for bind in self.binds:
+            _check_bind_target(bind.target)
+
+
+def _check_bind_target(target: str) -> None:
+    if not os.path.isabs(target) or os.path.normpath(target) != target or target == "/":
+        raise SandboxSpecError(f"bind target {target!r} must be a normalized absolute path")
+    if target == APP_PATH:
+        raise SandboxSpecError("bind target /app is reserved for the app directory")
+    for reserved in _RESERVED_TARGETS:
+        if target == reserved or target.startswith(reserved + "/"):
+            # bwrap would create the mount point through the read-only bind, i.e. on the host.
+            raise SandboxSpecError(
+                f"bind target {target!r} lies inside {reserved}, which the sandbox shares"
+                " read-only with the host; choose a path outside it (e.g. under /opt)"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# The interface
+
+
+class SandboxProcess(abc.ABC):
+    """A running sandbox. Its record() survives agent restarts (see Driver.adopt).
+
+    A class rather than the dataclass first sketched: it owns OS handles (pidfds), for which
+    generated equality and repr would be meaningless.
+    """
+
+    pid: int  # host pid of the outermost process (bwrap, or the command itself)
+    start_time: float  # psutil create_time of pid (for people; identity uses start ticks)
+    run_dir: Path  # driver-owned dir of this instance (overlay layers, status file)
+
+    def __init__(self, identity: ProcessIdentity, run_dir: Path) -> None:
+        self.identity = identity
+        self.pid = identity.pid
+        self.start_time = identity.start_time
+        self.run_dir = run_dir
+        self._exit_status: int | None = None
+        self._wait_lock = trio.Lock()
+
+    async def wait(self) -> int:
+        """The command's exit status: >= 0 exit code, -N killed by signal N, or
+        EXIT_STATUS_UNKNOWN. Returns once the command has exited, even if processes it started
+        are still running (is_running() then stays True until they are gone: kill() them or
+        give them time with wait_until_empty()). Works whether or not the agent is the parent.
+        """
+        async with self._wait_lock:
+            if self._exit_status is None:
+                self._exit_status = await self._wait_for_command()
+            return self._exit_status
+
+    @abc.abstractmethod
+    async def _wait_for_command(self) -> int: ...
+
+    @abc.abstractmethod
+    async def wait_until_empty(self) -> None:
+        """Return once no process of the sandbox remains (the command and everything it left)."""
+
+    @abc.abstractmethod
+    def signal_all(self, sig: int) -> int:
+        """Send sig to every process of the sandbox (never to bwrap's own helpers); returns how
+        many got it. Processes that call setsid or double-fork are included."""
+
+    @abc.abstractmethod
+    def kill(self) -> None:
+        """SIGKILL everything in the sandbox, at once."""
+
+    @abc.abstractmethod
+    def is_running(self) -> bool:
+        """True while any process of the sandbox remains."""
+
+    @abc.abstractmethod
+    def record(self) -> dict[str, object]:
+        """JSON-able; enough for Driver.adopt() and Driver.cleanup()."""
+
+    @abc.abstractmethod
+    def cleanup(self) -> None:
+        """After the sandbox is empty: unmount, remove the writable layer and the run dir.
+        Idempotent and safe on a partially set up sandbox; refuses while processes remain."""
+
+    def _refuse_cleanup_while_running(self) -> None:
+        if self.is_running():
+            raise SandboxError(
+                f"sandbox {self.run_dir} still has running processes; kill() and"
+                " wait_until_empty() before cleanup()"
+            )
+
+
+class Driver(Protocol):
+    isolated: bool
+
+    def start(
+        self, spec: SandboxSpec, run_dir: Path, *, stdin: int, stdout: int, stderr: int
+    ) -> SandboxProcess: ...
+
+    def adopt(self, record: Mapping[str, object]) -> SandboxProcess | None:
+        """The sandbox behind a record, or None if nothing of it runs any more (then clean it
+        up with cleanup(record))."""
+        ...
+
+    def cleanup(self, record: Mapping[str, object]) -> None:
+        """Remove what a sandbox that is gone left behind (its overlay mount and run dir)."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing a driver
+
+
+def pick_driver(*, allow_unisolated: bool, log: Callable[[str], None]) -> Driver:
+    """bubblewrap when the agent is root and has it; the plain driver only when allowed, and
+    never silently; otherwise an error naming what is missing."""
+    problems = isolation_problems()
+    if not problems:
+        return BubblewrapDriver(bwrap=_bwrap_path() or "", log=log)
+    if not allow_unisolated:
+        raise SandboxUnavailable(
+            "cannot isolate dynos: "
+            + "; ".join(problems)
+            + ". (For development only, the agent can be allowed to run dynos unisolated.)"
+        )
+    warning = (
+        "WARNING: dynos and builds will run WITHOUT ISOLATION, as plain processes that can see"
+        " and change the whole host (" + "; ".join(problems) + "). Use this for development only."
+    )
+    log(warning)
+    return PlainDriver(warning=warning)
+
+
+def isolation_problems() -> list[str]:
+    """What stops the bubblewrap driver from working here (empty when it can)."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("the agent is not running as root (needed to mount and drop privileges)")
+    if _bwrap_path() is None:
+        problems.append(BWRAP_INSTALL_HINT)
+    if not os.access(SETPRIV_PATH, os.X_OK):
+        problems.append(f"{SETPRIV_PATH} is missing: apt-get install util-linux")
+    return problems
+
+
+def _bwrap_path() -> str | None:
+    return shutil.which("bwrap", path="/usr/bin:/usr/local/bin:/bin")
+
+
+# --------------------------------------------------------------------------------------------
+# bubblewrap: arguments (pure)
+
+
+@dataclass(frozen=True)
+class HostRoot:
+    """How the host's system dirs become the sandbox's read-only root."""
+
+    read_only_dirs: tuple[str, ...]
+    symlinks: tuple[tuple[str, str], ...]  # (link target, path), e.g. ("usr/bin", "/bin")
+
+    @classmethod
+    def detect(cls) -> HostRoot:
+        read_only = [path for path in _SYSTEM_DIRS if os.path.isdir(path)]
+        symlinks = []
+        for path in _ROOT_LINKS_OR_DIRS:
+            if os.path.islink(path):
+                symlinks.append((os.readlink(path), path))
+            elif os.path.isdir(path):
+                read_only.append(path)
+        return cls(read_only_dirs=tuple(read_only), symlinks=tuple(symlinks))
+
+
+def bwrap_arguments(
+    spec: SandboxSpec, *, app_source: Path, host_root: HostRoot, status_fd: int
+) -> list[str]:
+    """bwrap's options for spec (everything before `--`).
+
+    They travel through a file descriptor (`--args`), not the command line: they hold the
+    environment, i.e. config vars and their secrets, and any host user can read a command line.
+    """
+    args = [
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--hostname",
+        spec.hostname,
+        # Own session: the command cannot reach the agent's terminal (TIOCSTI, CVE-2017-5226).
+        "--new-session",
+        # No --die-with-parent: dynos outlive the agent. No --unshare-net: host network for now.
+        "--json-status-fd",
+        str(status_fd),
+    ]
+    for path in host_root.read_only_dirs:
+        args += ["--ro-bind", path, path]
+    for link_target, path in host_root.symlinks:
+        args += ["--symlink", link_target, path]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/dev/shm"]
+    args += ["--bind", str(app_source), APP_PATH]
+    for bind in spec.binds:
+        args += ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.target]
+    # Last mount operation: the root tmpfs (mount points only) becomes read-only too.
+    args += ["--remount-ro", "/"]
+    args += ["--chdir", spec.cwd, "--clearenv"]
+    for name, value in spec.env.items():
+        args += ["--setenv", name, value]
+    return args
+
+
+def privilege_drop_command(uid: int, argv: Sequence[str]) -> list[str]:
+    """The command bwrap runs: setpriv drops to uid/gid, no groups, no capabilities (bounding,
+    inheritable, ambient), no_new_privs, then execs argv (PATH lookup in the sandbox's env)."""
+    return [
+        SETPRIV_PATH,
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--bounding-set=-all",
+        "--inh-caps=-all",
+        "--no-new-privs",
+        "--",
+        *argv,
+    ]
+
+
+def _nul_separated(args: Sequence[str]) -> bytes:
+    return b"".join(arg.encode() + b"\0" for arg in args)
+
+
+# --------------------------------------------------------------------------------------------
+# bubblewrap: status file
+
+
+@dataclass(frozen=True)
+class BwrapStatus:
+    """What bwrap wrote to --json-status-fd: the sandbox's pid 1, then the command's exit code."""
+
+    child_pid: int | None = None
+    pid_namespace: int | None = None
+    exit_code: int | None = None
+
+    @classmethod
+    def read(cls, path: Path) -> BwrapStatus:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return cls()
+        fields: dict[str, int] = {}
+        decoder = json.JSONDecoder()
+        position = 0
+        # Several JSON documents, one after another; a torn last one is ignored.
+        while True:
+            while position < len(text) and text[position].isspace():
+                position += 1
+            if position >= len(text):
+                break
+            try:
+                document, position = decoder.raw_decode(text, position)
+            except json.JSONDecodeError:
+                break
+            if isinstance(document, dict):
+                fields.update(document)
+        return cls(
+            child_pid=fields.get("child-pid"),
+            pid_namespace=fields.get("pid-namespace"),
+            exit_code=fields.get("exit-code"),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Mounts (ctypes: mount(2) is safe in a multi-threaded process; it acts on the whole namespace)
+
+_MS_NOSUID: Final = 0x2
+_MS_NODEV: Final = 0x4
+_MNT_DETACH: Final = 0x2
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_OVERLAY_UNSAFE = re.compile(r"[,:\\]")
+
+
+def mount_overlay(*, lower: Path, upper: Path, work: Path, target: Path) -> None:
+    for path in (lower, upper, work):
+        if _OVERLAY_UNSAFE.search(str(path)):
+            raise SandboxError(
+                f"overlayfs cannot take the path {path} (it contains ',', ':' or '\\')"
+            )
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    if _libc.mount(b"overlay", bytes(target), b"overlay", _MS_NOSUID | _MS_NODEV, options.encode()):
+        code = ctypes.get_errno()
+        hint = " (overlayfs is not available: modprobe overlay)" if code == errno.ENODEV else ""
+        raise SandboxError(
+            f"mounting the /app overlay on {target} failed: {os.strerror(code)}{hint}"
+        )
+
+
+def unmount_all(target: Path) -> None:
+    """Detach every mount stacked on target; nothing to do if it is not a mount point."""
+    while _libc.umount2(bytes(target), _MNT_DETACH) == 0:
+        pass
+    code = ctypes.get_errno()
+    if code not in (errno.EINVAL, errno.ENOENT):
+        raise SandboxError(f"unmounting {target} failed: {os.strerror(code)}")
+
+
+def _prepare_run_dir(run_dir: Path) -> Path:
+    run_dir = run_dir.absolute()
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if any(run_dir.iterdir()):
+        raise SandboxError(f"run dir {run_dir} is not empty; each sandbox needs a fresh one")
+    return run_dir
+
+
+def _remove_run_dir(run_dir: Path) -> None:
+    unmount_all(run_dir / "app")
+    _rmtree(run_dir)
+
+
+def _rmtree(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path)
+
+
+def _run_dir_from(record: Mapping[str, object]) -> Path:
+    run_dir = record.get("run_dir")
+    if not isinstance(run_dir, str) or not os.path.isabs(run_dir):
+        raise ValueError(f"sandbox record has no absolute run_dir: {dict(record)!r}")
+    return Path(run_dir)
+
+
+def _check_driver(record: Mapping[str, object], name: str) -> None:
+    if record.get("driver") != name:
+        raise ValueError(f"record of driver {record.get('driver')!r} given to the {name} driver")
+
+
+# --------------------------------------------------------------------------------------------
+# bubblewrap: driver and process
+
+
+class BubblewrapDriver:
+    """Isolated sandboxes with bubblewrap; the agent must be root (see module docstring)."""
+
+    isolated = True
+    name: Final = "bubblewrap"
+
+    def __init__(
+        self, *, bwrap: str, log: Callable[[str], None], host_root: HostRoot | None = None
+    ) -> None:
+        if not os.path.isabs(bwrap):
+            raise SandboxUnavailable(BWRAP_INSTALL_HINT)
+        self._bwrap = bwrap
+        self._log = log
+        self._host_root = host_root or HostRoot.detect()
+        self._said_limits_ignored = False
+
+    def start(
+        self, spec: SandboxSpec, run_dir: Path, *, stdin: int, stdout: int, stderr: int
+    ) -> BubblewrapProcess:
+        if not spec.app_dir.is_dir():
+            raise SandboxError(f"app dir {spec.app_dir} is not a directory")
+        self._mention_limits(spec)
+        run_dir = _prepare_run_dir(run_dir)
+        try:
+            app_source = self._prepare_app(spec, run_dir)
+            options = bwrap_arguments(
+                spec, app_source=app_source, host_root=self._host_root, status_fd=_STATUS_FD
+            )
+            command = [
+                self._bwrap,
+                "--args",
+                str(_ARGS_FD),
+                "--",
+                *privilege_drop_command(spec.uid, spec.argv),
+            ]
+            pid = self._spawn(command, options, run_dir, stdin=stdin, stdout=stdout, stderr=stderr)
+        except BaseException:
+            _remove_run_dir(run_dir)
+            raise
+        # We are bwrap's parent and have not reaped it, so it exists at least as a zombie.
+        identity = identify(pid)
+        handle = PidHandle.open(pid)
+        assert identity is not None and handle is not None
+        return BubblewrapProcess(identity, run_dir, outer=handle)
+
+    def adopt(self, record: Mapping[str, object]) -> BubblewrapProcess | None:
+        _check_driver(record, self.name)
+        identity = ProcessIdentity.from_record(record)
+        run_dir = _run_dir_from(record)
+        outer = PidHandle.open(identity.pid, expect=identity)
+        process = BubblewrapProcess(identity, run_dir, outer=outer)
+        if process.is_running():
+            return process
+        if outer is not None:
+            outer.reap()  # a zombie child of ours (same-process adoption): collect it
+        process.close()
+        return None
+
+    def cleanup(self, record: Mapping[str, object]) -> None:
+        _check_driver(record, self.name)
+        process = BubblewrapProcess(ProcessIdentity.from_record(record), _run_dir_from(record))
+        process.cleanup()
+
+    def _prepare_app(self, spec: SandboxSpec, run_dir: Path) -> Path:
+        if spec.app_mount is AppMount.BIND_RW:
+            return spec.app_dir
+        upper, work, merged = run_dir / "upper", run_dir / "work", run_dir / "app"
+        upper.mkdir(mode=0o755)
+        os.chown(upper, spec.uid, spec.uid)  # the overlay's root (/app) takes the upper's owner
+        work.mkdir(mode=0o700)
+        merged.mkdir(mode=0o755)
+        mount_overlay(lower=spec.app_dir.absolute(), upper=upper, work=work, target=merged)
+        return merged
+
+    def _spawn(
+        self,
+        command: list[str],
+        options: list[str],
+        run_dir: Path,
+        *,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+    ) -> int:
+        status_fd = os.open(
+            run_dir / _STATUS_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+        )
+        args_fd = os.memfd_create("waka-bwrap-args", os.MFD_CLOEXEC)
+        try:
+            data = memoryview(_nul_separated(options))
+            while data:
+                data = data[os.write(args_fd, data) :]
+            os.lseek(args_fd, 0, os.SEEK_SET)
+            return spawn(
+                command,
+                env={},  # bwrap runs as root: give it nothing from the app (LD_PRELOAD...)
+                fds={0: stdin, 1: stdout, 2: stderr, _ARGS_FD: args_fd, _STATUS_FD: status_fd},
+            )
+        finally:
+            os.close(args_fd)
+            os.close(status_fd)
+
+    def _mention_limits(self, spec: SandboxSpec) -> None:
+        if spec.limits is not None and not self._said_limits_ignored:
+            self._said_limits_ignored = True
+            self._log("resource limits (memory, pids, cpu) are not enforced yet; running without")
+
+
+class BubblewrapProcess(SandboxProcess):
+    """bwrap (our pid) -> bwrap as the sandbox's pid 1 ("child-pid", reaps zombies) -> command.
+
+    bwrap exits as soon as the command exits (writing its exit code); pid 1 stays while any
+    process the command left behind still runs, so the sandbox's life is pid 1's.
+    """
+
+    def __init__(
+        self, identity: ProcessIdentity, run_dir: Path, *, outer: PidHandle | None = None
+    ) -> None:
+        super().__init__(identity, run_dir)
+        self._outer = outer
+        self._init: PidHandle | None = None
+
+    def record(self) -> dict[str, object]:
+        return {
+            "driver": BubblewrapDriver.name,
+            **self.identity.to_record(),
+            "run_dir": str(self.run_dir),
+        }
+
+    def is_running(self) -> bool:
+        if self._outer is not None and not self._outer.has_exited():
+            return True
+        init = self._sandbox_init()
+        return init is not None and not init.has_exited()
+
+    async def _wait_for_command(self) -> int:
+        reaped = await self._outer.wait_exit() if self._outer is not None else None
+        exit_code = BwrapStatus.read(self._status_path).exit_code
+        if exit_code is not None:
+            # bwrap folds "killed by signal N" into 128+N, like a shell.
+            return status_from_shell_code(exit_code)
+        # bwrap died before the command (killed, or failed to set up the sandbox).
+        return reaped if reaped is not None else EXIT_STATUS_UNKNOWN
+
+    async def wait_until_empty(self) -> None:
+        await self.wait()
+        init = self._sandbox_init()
+        if init is not None:
+            await init.wait_exit()
+
+    def signal_all(self, sig: int) -> int:
+        init = self._sandbox_init()
+        if init is None or init.has_exited():
+            return 0
+        # Everything in the PID namespace descends from pid 1: orphans (double forks, setsid'd
+        # daemons) are re-parented to it. Pid 1 itself is bwrap's reaper, not the app's.
+        return signal_processes(live_descendants(init.pid), sig)
+
+    def kill(self) -> None:
+        init = self._sandbox_init()
+        if init is not None:
+            init.send_signal(signal.SIGKILL)  # pid 1 dies: the kernel kills the whole namespace
+            return
+        outer = self._outer
+        if outer is None or outer.has_exited():
+            return
+        # bwrap has not reported its pid 1 yet. Stop it so it cannot create one while we look,
+        # then kill whichever exists: pid 1, or (before it was cloned) bwrap itself.
+        outer.send_signal(signal.SIGSTOP)
+        try:
+            init = self._sandbox_init()
+            if init is not None:
+                init.send_signal(signal.SIGKILL)
+                return
+            children = live_descendants(outer.pid)
+            if children:
+                signal_processes(children, signal.SIGKILL)
+            else:
+                outer.send_signal(signal.SIGKILL)
+        finally:
+            outer.send_signal(signal.SIGCONT)
+
+    def cleanup(self) -> None:
+        self._refuse_cleanup_while_running()
+        if self._outer is not None:
+            self._outer.reap()
+        self.close()
+        _remove_run_dir(self.run_dir)
+
+    def close(self) -> None:
+        """Release the pidfds (cleanup() does this too)."""
+        for handle in (self._outer, self._init):
+            if handle is not None:
+                handle.close()
+
+    @property
+    def _status_path(self) -> Path:
+        return self.run_dir / _STATUS_FILE
+
+    def _sandbox_init(self) -> PidHandle | None:
+        """A handle on the sandbox's pid 1, once bwrap has reported it; None before or if gone.
+
+        The pid comes from the status file and is trusted only if it still lives in the PID
+        namespace bwrap reported, so a recycled pid is never signalled.
+        """
+        if self._init is None:
+            status = BwrapStatus.read(self._status_path)
+            if status.child_pid is None:
+                return None
+            handle = PidHandle.open(status.child_pid)
+            if handle is None:
+                return None
+            if pid_namespace_of(status.child_pid) != status.pid_namespace:
+                handle.close()
+                return None
+            self._init = handle
+        return self._init
+
+
+# --------------------------------------------------------------------------------------------
+# Plain processes (development only)
+
+
+class PlainDriver:
+    """Runs the command as a plain process: NO isolation. For development machines only.
+
+    The command runs in app_dir directly (writes land in the slug directory), sees the host's
+    files and processes, and shares its network. On a root agent it still drops to spec.uid.
+    Binds cannot be honoured without mounts, so a spec with binds is refused.
+    """
+
+    isolated = False
+    name: Final = "plain"
+
+    def __init__(self, *, warning: str) -> None:
+        self.warning = warning
+        env_program = shutil.which("env", path="/usr/bin:/bin")
+        if env_program is None:
+            raise SandboxUnavailable("the env program (coreutils) is missing")
+        self._env_program = env_program
+
+    def start(
+        self, spec: SandboxSpec, run_dir: Path, *, stdin: int, stdout: int, stderr: int
+    ) -> PlainProcess:
+        if spec.binds:
+            raise SandboxError(
+                "the plain (unisolated) driver cannot mount "
+                + ", ".join(bind.target for bind in spec.binds)
+                + "; this needs the bubblewrap driver (run the agent as root)"
+            )
+        if not spec.app_dir.is_dir():
+            raise SandboxError(f"app dir {spec.app_dir} is not a directory")
+        if "=" in spec.argv[0]:
+            raise SandboxSpecError(f"program name {spec.argv[0]!r} must not contain '='")
+        run_dir = _prepare_run_dir(run_dir)
+        # env(1) changes directory for us: posix_spawn has no chdir, and the agent is threaded.
+        command = [self._env_program, f"--chdir={spec.app_dir.absolute()}", "--", *spec.argv]
+        if os.geteuid() == 0 and os.access(SETPRIV_PATH, os.X_OK):
+            command = privilege_drop_command(spec.uid, command)
+        try:
+            pid = spawn(command, env=spec.env, fds={0: stdin, 1: stdout, 2: stderr})
+        except BaseException:
+            _rmtree(run_dir)
+            raise
+        identity = identify(pid)
+        handle = PidHandle.open(pid)
+        assert identity is not None and handle is not None
+        return PlainProcess(identity, run_dir, handle)
+
+    def adopt(self, record: Mapping[str, object]) -> PlainProcess | None:
+        _check_driver(record, self.name)
+        identity = ProcessIdentity.from_record(record)
+        handle = PidHandle.open(identity.pid, expect=identity)
+        if handle is None:
+            return None
+        process = PlainProcess(identity, _run_dir_from(record), handle)
+        if process.is_running():
+            return process
+        handle.reap()
+        handle.close()
+        return None
+
+    def cleanup(self, record: Mapping[str, object]) -> None:
+        _check_driver(record, self.name)
+        _rmtree(_run_dir_from(record))
+
+
+class PlainProcess(SandboxProcess):
+    """The command itself (a session leader). Its "sandbox" is its session and descendants; a
+    process that both calls setsid and double-forks escapes it (no namespace to hold it)."""
+
+    _EMPTY_POLL_INTERVAL: Final = 0.1
+
+    def __init__(self, identity: ProcessIdentity, run_dir: Path, handle: PidHandle) -> None:
+        super().__init__(identity, run_dir)
+        self._handle = handle
+
+    def record(self) -> dict[str, object]:
+        return {
+            "driver": PlainDriver.name,
+            **self.identity.to_record(),
+            "run_dir": str(self.run_dir),
+        }
+
+    def is_running(self) -> bool:
+        return not self._handle.has_exited() or bool(self._members())
+
+    async def _wait_for_command(self) -> int:
+        status = await self._handle.wait_exit()
+        # Only the parent sees the status; an adopting agent cannot know it.
+        return status if status is not None else EXIT_STATUS_UNKNOWN
+
+    async def wait_until_empty(self) -> None:
+        await self.wait()
+        # No handle covers a whole session, so poll (development only).
+        while self._members():  # noqa: ASYNC110 - nothing to wait on but the process table
+            await trio.sleep(self._EMPTY_POLL_INTERVAL)
+
+    def signal_all(self, sig: int) -> int:
+        return signal_processes(self._members(), sig)
+
+    def kill(self) -> None:
+        signal_processes(self._members(), signal.SIGKILL)
+
+    def cleanup(self) -> None:
+        self._refuse_cleanup_while_running()
+        self._handle.reap()
+        self._handle.close()
+        _rmtree(self.run_dir)
+
+    def _members(self) -> list[psutil.Process]:
+        members = {process.pid: process for process in session_members(self.pid)}
+        if not self._handle.has_exited():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                members.setdefault(self.pid, psutil.Process(self.pid))
+            for process in live_descendants(self.pid):
+                members.setdefault(process.pid, process)
+        return list(members.values())

@@ -1,0 +1,79 @@
+"""``waka config``, ``config:get``, ``config:set``, ``config:unset``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from waka.cli._appref import resolve_app
+from waka.cli._connection import connect
+from waka.cli._context import Context
+from waka.cli._errors import CliError
+from waka.cli._output import action, aligned, app_label, heading, write_json
+from waka.v1 import platform_pb2
+
+
+def show(args: argparse.Namespace, ctx: Context) -> int:
+    app = resolve_app(args.app, ctx)
+    with connect(args.data_dir, ctx.environ) as api:
+        config = dict(sorted(api.config.Get(platform_pb2.AppRef(app=app)).vars.items()))
+    if args.json:
+        write_json(ctx.stdout, config)
+    elif args.shell:
+        for key, value in config.items():
+            ctx.stdout.write(f"{key}={shlex.quote(value)}\n")
+    elif not config:
+        ctx.stdout.write(f"{app_label(app)} has no config vars\n")
+    else:
+        heading(ctx.stdout, f"{app} Config Vars")
+        aligned(ctx.stdout, config.items())
+    return 0
+
+
+def get(args: argparse.Namespace, ctx: Context) -> int:
+    app = resolve_app(args.app, ctx)
+    with connect(args.data_dir, ctx.environ) as api:
+        config = api.config.Get(platform_pb2.AppRef(app=app)).vars
+    # As Heroku: a var that is not set prints an empty line.
+    ctx.stdout.write(f"{config.get(args.key, '')}\n")
+    return 0
+
+
+def set_vars(args: argparse.Namespace, ctx: Context) -> int:
+    app = resolve_app(args.app, ctx)
+    assignments = parse_assignments(args.assignments)
+    names = ", ".join(assignments)
+    with (
+        connect(args.data_dir, ctx.environ) as api,
+        action(ctx.stdout, f"Setting {names} and restarting {app_label(app)}") as outcome,
+    ):
+        change = api.config.Update(platform_pb2.ConfigUpdate(app=app, set=assignments))
+        outcome.detail = f"v{change.release}" if change.release else ""
+    aligned(ctx.stdout, assignments.items())
+    return 0
+
+
+def unset(args: argparse.Namespace, ctx: Context) -> int:
+    app = resolve_app(args.app, ctx)
+    keys = list(dict.fromkeys(args.keys))
+    names = ", ".join(keys)
+    with (
+        connect(args.data_dir, ctx.environ) as api,
+        action(ctx.stdout, f"Unsetting {names} and restarting {app_label(app)}") as outcome,
+    ):
+        change = api.config.Update(platform_pb2.ConfigUpdate(app=app, unset=keys))
+        outcome.detail = f"v{change.release}" if change.release else ""
+    return 0
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """``KEY=value`` -> (KEY, value); the value may hold ``=`` and may be empty."""
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise CliError(f'invalid config var "{text}": expected KEY=value')
+    return key, value
+
+
+def parse_assignments(texts: list[str]) -> dict[str, str]:
+    """Every ``KEY=value``, in order; a key given twice keeps its last value."""
+    return dict(parse_assignment(text) for text in texts)

@@ -1,0 +1,294 @@
+"""The command line: every command, its options, and the handler that runs it.
+
+Handlers are named as ``module:function`` and imported only when their command runs, so
+``waka --help`` and ``waka auth:git-credential`` never load grpc or the generated modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any, NoReturn, TextIO
+
+from waka.cli._errors import UsageError
+
+Handler = Callable[..., int]
+
+# argparse's own wording lists every command; one line pointing at `waka help` reads better.
+_UNKNOWN_COMMAND = re.compile(r"argument COMMAND: invalid choice: '([^']*)'")
+
+
+class ParserExit(Exception):
+    """argparse finished the command line by itself (``--help``): exit with ``status``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class CliParser(argparse.ArgumentParser):
+    """An ArgumentParser that writes to the command's streams and raises instead of exiting."""
+
+    def __init__(self, *args: Any, out: TextIO, err: TextIO, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+        self._out = out
+        self._err = err
+        # Each command's own parser by name and alias, so its errors show its own usage.
+        self.command_parsers: dict[str, CliParser] = {}
+
+    def parse_command_line(self, argv: list[str]) -> argparse.Namespace:
+        args, extras = self.parse_known_args(argv)
+        if extras:
+            # argparse would blame the top-level parser; the command's usage is more helpful.
+            owner = self.command_parsers.get(getattr(args, "command", None) or "", self)
+            owner.error(f"unrecognized arguments: {' '.join(extras)}")
+        return args
+
+    def error(self, message: str) -> NoReturn:
+        unknown = _UNKNOWN_COMMAND.match(message)
+        if unknown:
+            message = f'"{unknown[1]}" is not a waka command; "waka help" lists them'
+        raise UsageError(message, self.format_usage())
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            self._err.write(message)
+        raise ParserExit(status)
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        if message:
+            (self._err if file is sys.stderr else self._out).write(message)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    # `module:function` inside waka.cli; the function takes (args, ctx) and returns the exit status.
+    handler: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    aliases: tuple[str, ...] = ()
+
+
+def load_handler(reference: str) -> Handler:
+    module_name, function = reference.split(":")
+    module = importlib.import_module(f"waka.cli.{module_name}")
+    handler: Handler = getattr(module, function)
+    return handler
+
+
+# ---------------------------------------------------------------- options shared by commands
+
+
+def _app(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-a", "--app", metavar="APP", help='the app (default: the app of the "waka" git remote)'
+    )
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="output as JSON")
+
+
+def _app_json(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    _json(parser)
+
+
+# ---------------------------------------------------------------- each command's options
+
+
+def _apps_create(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", default="", metavar="NAME", help="default: random")
+    parser.add_argument(
+        "--no-remote", action="store_true", help='do not add a "waka" git remote to this repo'
+    )
+    parser.add_argument("-r", "--remote", default="waka", help="name of the git remote to add")
+
+
+def _apps_destroy(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", metavar="NAME", help="app to destroy")
+    _app(parser)
+    parser.add_argument("--confirm", metavar="NAME", help="the app's name again, to proceed")
+
+
+def _git_remote(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("-r", "--remote", default="waka", help='remote name (default: "waka")')
+
+
+def _git_credential(parser: argparse.ArgumentParser) -> None:
+    # Not limited to get/store/erase: git's protocol says other operations are ignored silently.
+    parser.add_argument("operation", metavar="get|store|erase", help="git's request")
+
+
+def _deploy(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument(
+        "source", nargs="?", default=".", metavar="DIR_OR_TARBALL", help="default: ."
+    )
+
+
+def _ps_scale(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument(
+        "changes",
+        nargs="*",
+        metavar="TYPE=N",
+        help="web=2, web+1, worker-1, web=2:standard-2x, web=standard-2x (none: show)",
+    )
+
+
+def _ps_restart(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument(
+        "target", nargs="?", default="", metavar="TYPE|DYNO", help="web or web.1 (default: all)"
+    )
+
+
+def _releases(parser: argparse.ArgumentParser) -> None:
+    _app_json(parser)
+    parser.add_argument(
+        "-n", "--num", type=int, default=15, metavar="N", help="how many releases (default 15)"
+    )
+
+
+def _releases_info(parser: argparse.ArgumentParser) -> None:
+    _app_json(parser)
+    parser.add_argument("version", nargs="?", metavar="vN", help="default: the current release")
+
+
+def _config(parser: argparse.ArgumentParser) -> None:
+    _app_json(parser)
+    parser.add_argument("--shell", action="store_true", help="output as KEY=value lines")
+
+
+def _config_get(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("key", metavar="KEY")
+
+
+def _config_set(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("assignments", nargs="+", metavar="KEY=value")
+
+
+def _config_unset(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("keys", nargs="+", metavar="KEY")
+
+
+def _logs(parser: argparse.ArgumentParser) -> None:
+    _app_json(parser)
+    parser.add_argument(
+        "-n", "--num", type=int, default=0, metavar="N", help="history lines (default 100)"
+    )
+    parser.add_argument("-t", "--tail", action="store_true", help="keep streaming new lines")
+    parser.add_argument("-s", "--source", default="", help="only this source (app, waka, ...)")
+    parser.add_argument("-d", "--dyno", default="", help="only this dyno or type (web.1, web)")
+    parser.add_argument("--no-color", action="store_true", help="never colour the output")
+
+
+def _builds_info(parser: argparse.ArgumentParser) -> None:
+    _app_json(parser)
+    parser.add_argument("build_id", metavar="ID")
+
+
+def _help(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("topic", nargs="?", metavar="COMMAND")
+
+
+def _nothing(parser: argparse.ArgumentParser) -> None:
+    del parser
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("apps", "list your apps", "_apps:list_apps", _json),
+    Command("apps:create", "create an app", "_apps:create", _apps_create, ("create",)),
+    Command("apps:info", "show an app's details", "_apps:info", _app_json, ("info",)),
+    Command("apps:destroy", "destroy an app", "_apps:destroy", _apps_destroy, ("destroy",)),
+    Command("git:remote", "point a git remote at an app", "_remote:git_remote", _git_remote),
+    Command("deploy", "build and release a directory or tarball", "_deploy:deploy", _deploy),
+    Command("builds", "list an app's builds", "_builds:list_builds", _app_json),
+    Command("builds:info", "show one build", "_builds:info", _builds_info),
+    Command("releases", "list an app's releases", "_releases:list_releases", _releases),
+    Command("releases:info", "show one release", "_releases:info", _releases_info),
+    Command("ps", "list an app's dynos", "_ps:ps", _app_json),
+    Command("ps:scale", "scale process types", "_ps:scale", _ps_scale, ("scale",)),
+    Command("ps:restart", "restart dynos", "_ps:restart", _ps_restart, ("restart",)),
+    Command("config", "show an app's config vars", "_config:show", _config),
+    Command("config:get", "print one config var", "_config:get", _config_get),
+    Command("config:set", "set config vars and restart", "_config:set_vars", _config_set),
+    Command("config:unset", "remove config vars and restart", "_config:unset", _config_unset),
+    Command("logs", "show (and -t: tail) an app's logs", "_logs:logs", _logs),
+    Command("auth:token", "print the API token", "_auth:token", _nothing),
+    Command(
+        "auth:git-credential",
+        "git credential helper (git runs this)",
+        "_auth:git_credential",
+        _git_credential,
+    ),
+    Command("version", "print the version", "_meta:version", _nothing),
+    Command("help", "show help for waka or a command", "_meta:help", _help),
+)
+
+# Run with their arguments untouched by cli/launcher.py, never parsed here.
+LAUNCHERS: dict[str, str] = {
+    "up": "start a controller and an agent on this machine",
+    "server": "start a controller",
+    "agent": "start an agent and join a controller",
+}
+
+_DATA_DIR = (
+    "where the controller keeps its token and address "
+    "(default: $WAKA_DATA_DIR, else ~/.local/share/waka)"
+)
+DESCRIPTION = "waka: git push your apps to your own machines, Heroku-style."
+EPILOG = "\n".join(
+    [
+        "daemons:",
+        *(f"  {name:<24}{summary}" for name, summary in LAUNCHERS.items()),
+        "",
+        'Run "waka help COMMAND" for a command\'s options. Commands that act on an app take',
+        '-a APP; without it, the app of the current repo\'s "waka" git remote is used.',
+    ]
+)
+
+
+def build_parser(out: TextIO, err: TextIO) -> CliParser:
+    # `--data-dir` is accepted before and after the command; the subcommands' copy is
+    # SUPPRESSed so it does not overwrite a value given before the command.
+    shared = CliParser(add_help=False, out=out, err=err)
+    shared.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS, help=_DATA_DIR)
+
+    parser = CliParser(prog="waka", description=DESCRIPTION, epilog=EPILOG, out=out, err=err)
+    parser.add_argument("--data-dir", metavar="DIR", default=None, help=_DATA_DIR)
+    parser.add_argument(
+        "--version", dest="show_version", action="store_true", help="print the version"
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
+    for command in COMMANDS:
+        sub = commands.add_parser(
+            command.name,
+            aliases=list(command.aliases),
+            help=command.summary,
+            description=command.summary,
+            parents=[shared],
+            out=out,
+            err=err,
+        )
+        command.arguments(sub)
+        sub.set_defaults(handler=command.handler)
+        for name in (command.name, *command.aliases):
+            parser.command_parsers[name] = sub
+    return parser

@@ -1,0 +1,255 @@
+"""`waka up`, `waka server` and `waka agent`: the daemons. The one module importing both sides.
+
+Ctrl-C or SIGTERM stops cleanly: the agent stops its dynos first (SIGTERM, then SIGKILL after the
+grace period), then the controller stops serving and closes its database. A second Ctrl-C during
+that exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import trio
+
+from waka.agent import AgentConfig, AgentError, run_agent
+from waka.controller import ControllerConfig, run_controller
+
+DEFAULT_API = "127.0.0.1:7400"
+DEFAULT_HTTP = "127.0.0.1:7401"
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("WAKA_DATA_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".local" / "share" / "waka"
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where state lives (default: $WAKA_DATA_DIR or ~/.local/share/waka)",
+    )
+    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
+
+
+def _controller_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api", default=DEFAULT_API, help=f"gRPC API address (default {DEFAULT_API})"
+    )
+    parser.add_argument(
+        "--http", default=DEFAULT_HTTP, help=f"git/HTTP endpoint address (default {DEFAULT_HTTP})"
+    )
+    parser.add_argument("--public-host", default="", help="host name to put in git URLs")
+    parser.add_argument(
+        "--stop-grace",
+        type=int,
+        default=30,
+        help="seconds between SIGTERM and SIGKILL when dynos stop (default 30)",
+    )
+
+
+def _agent_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default="", help="node name (default: the host name)")
+    parser.add_argument(
+        "--address", default="", help="address other hosts use to reach this node's dynos"
+    )
+    parser.add_argument(
+        "--allow-unisolated",
+        action="store_true",
+        help="development only: run dynos as plain processes when sandboxes are unavailable",
+    )
+
+
+Stop = Callable[[], Awaitable[None]]
+
+
+async def _until_signalled(work: Callable[[trio.Nursery], Awaitable[Stop]]) -> None:
+    """Runs `work` (which starts things and returns a graceful-stop function) until a signal."""
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            stop = await work(nursery)
+            async for _ in signals:
+                break
+        print("\nwaka: stopping (Ctrl-C again to exit at once)...", file=sys.stderr, flush=True)
+        await stop()
+        nursery.cancel_scope.cancel()
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+def _run(main: Callable[[], Awaitable[None]]) -> int:
+    try:
+        trio.run(main)
+    except BaseException as error:
+        leaves = _leaves(error)
+        if all(isinstance(e, KeyboardInterrupt) for e in leaves):
+            return 130
+        if all(isinstance(e, AgentError | OSError | ValueError) for e in leaves):
+            for leaf in leaves:
+                print(f"error: {leaf}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+def up(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="waka up", description="Run the controller and one agent in this process."
+    )
+    _common(parser)
+    _controller_options(parser)
+    _agent_options(parser)
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
+
+    async def start(nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
+        running = await nursery.start(
+            run_controller,
+            ControllerConfig(
+                data_dir=data_dir,
+                api=args.api,
+                http=args.http,
+                public_host=args.public_host,
+                stop_grace_seconds=args.stop_grace,
+            ),
+        )
+        agent_scope = trio.CancelScope()
+        agent_done = trio.Event()
+
+        async def agent(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                with agent_scope:
+                    await run_agent(
+                        AgentConfig(
+                            data_dir=data_dir / "agent",
+                            controller=running.api,
+                            join_token=running.join_token,
+                            name=args.name,
+                            address=args.address,
+                            allow_unisolated=args.allow_unisolated,
+                        ),
+                        task_status=task_status,
+                    )
+            finally:
+                agent_done.set()
+
+        await nursery.start(agent)
+        print(
+            f"waka is up.\n"
+            f"  API   {running.api}\n"
+            f"  git   http://{running.http}/APP.git\n"
+            f"  data  {data_dir}\n"
+            f"In another shell: waka apps:create hello",
+            flush=True,
+        )
+
+        async def stop() -> None:
+            agent_scope.cancel()
+            await agent_done.wait()
+
+        return stop
+
+    return _run(lambda: _until_signalled(start))
+
+
+def server(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="waka server", description="Run only the controller.")
+    _common(parser)
+    _controller_options(parser)
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
+
+    async def start(nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
+        running = await nursery.start(
+            run_controller,
+            ControllerConfig(
+                data_dir=data_dir,
+                api=args.api,
+                http=args.http,
+                public_host=args.public_host,
+                stop_grace_seconds=args.stop_grace,
+            ),
+        )
+        print(
+            f"waka controller is up: API {running.api}, git http://{running.http}/APP.git\n"
+            f"Agents join with: waka agent --controller {running.api} --token "
+            f"$(cat {data_dir / 'join-token'}) --data-dir DIR",
+            flush=True,
+        )
+
+        async def stop() -> None:
+            return None
+
+        return stop
+
+    return _run(lambda: _until_signalled(start))
+
+
+def agent(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="waka agent", description="Run only an agent.")
+    _common(parser)
+    _agent_options(parser)
+    parser.add_argument("--controller", required=True, help="the controller's API HOST:PORT")
+    parser.add_argument(
+        "--token",
+        "--join-token",
+        dest="token",
+        default=os.environ.get("WAKA_JOIN_TOKEN", ""),
+        help="join token (needed the first time; the controller's data dir has join-token)",
+    )
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    data_dir = (args.data_dir or default_data_dir() / "agent").expanduser().resolve()
+
+    async def start(nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
+        scope = trio.CancelScope()
+        done = trio.Event()
+
+        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                with scope:
+                    await run_agent(
+                        AgentConfig(
+                            data_dir=data_dir,
+                            controller=args.controller,
+                            join_token=args.token,
+                            name=args.name,
+                            address=args.address,
+                            allow_unisolated=args.allow_unisolated,
+                        ),
+                        task_status=task_status,
+                    )
+            finally:
+                done.set()
+
+        await nursery.start(run)
+        print(f"waka agent is up, controller {args.controller}, data {data_dir}", flush=True)
+
+        async def stop() -> None:
+            scope.cancel()
+            await done.wait()
+
+        return stop
+
+    return _run(lambda: _until_signalled(start))

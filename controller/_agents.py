@@ -1,0 +1,172 @@
+"""What the controller does with its agents: joining, sessions, their reports and their logs."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import grpc
+import trio
+from sqlite_utils import Database
+
+from waka.controller._deploys import Deployer
+from waka.controller._errors import InvalidInput
+from waka.controller._fleet import AgentSession, Fleet
+from waka.controller._logs import LogHub, split_long
+from waka.controller._reconcile import Reconciler
+from waka.controller._store import Store
+from waka.controller._tokens import Identity, TokenBook, new_token
+from waka.v1.agent_pb2 import AgentMessage, Hello, Inventory, JoinResponse, NodeStatus
+from waka.v1.common_pb2 import LogBatch, LogLine
+
+
+def _next_message(requests: Iterator[AgentMessage]) -> AgentMessage | None:
+    """Blocks a worker thread until the agent sends something; None when the stream ends."""
+    try:
+        return next(requests, None)
+    except grpc.RpcError:
+        return None
+
+
+class LogIngest:
+    """Takes batches from agents into the log hub, dropping replays by per-node sequence number."""
+
+    def __init__(self, hub: LogHub) -> None:
+        self._hub = hub
+        self._last_seq: dict[str, int] = {}
+
+    def ingest(self, node_id: str, batch: LogBatch) -> int:
+        last = self._last_seq.get(node_id, 0)
+        fresh: list[LogLine] = []
+        for line in batch.lines:
+            if line.seq and line.seq <= last:
+                continue
+            if len(line.text.encode()) > 10_000:
+                fresh.extend(
+                    LogLine(
+                        time_us=line.time_us,
+                        app=line.app,
+                        source=line.source,
+                        dyno=line.dyno,
+                        text=part,
+                        seq=line.seq,
+                    )
+                    for part in split_long(line.text)
+                )
+            else:
+                fresh.append(line)
+            last = max(last, line.seq)
+        self._last_seq[node_id] = last
+        if fresh:
+            self._hub.publish(fresh)
+        return last
+
+
+class Agents:
+    def __init__(
+        self,
+        store: Store,
+        tokens: TokenBook,
+        fleet: Fleet,
+        reconciler: Reconciler,
+        deployer: Deployer,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._tokens = tokens
+        self._fleet = fleet
+        self._reconciler = reconciler
+        self._deployer = deployer
+        self._clock = clock
+
+    async def join(self, join_token: str, name: str, inventory: Inventory) -> JoinResponse:
+        wanted = name.strip() or "node"
+        if not all(c.isalnum() or c in "-_." for c in wanted) or len(wanted) > 63:
+            raise InvalidInput(
+                f"Invalid node name {wanted!r}: use letters, digits, '-', '_' and '.'."
+            )
+        node_id = uuid.uuid4().hex
+        secret = new_token("wakanode")
+
+        def insert(db: Database) -> str:
+            chosen, n = wanted, 1
+            while db.execute("SELECT 1 FROM nodes WHERE name = ?", (chosen,)).fetchone():
+                n += 1
+                chosen = f"{wanted}-{n}"
+            now = self._clock()
+            db.execute(
+                "INSERT INTO nodes (id, name, created_at, address, inventory)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (node_id, chosen, now, inventory.address, json.dumps({})),
+            )
+            TokenBook.insert(db, secret, Identity("node", node_id), now=now)
+            TokenBook.spend(db, join_token)
+            self._tokens.load(db)
+            return chosen
+
+        chosen = await self._store.write(insert)
+        return JoinResponse(node_id=node_id, node_secret=secret, name=chosen)
+
+    async def connected(self, node_id: str, hello: Hello) -> AgentSession:
+        def touch(db: Database) -> str:
+            db.execute(
+                "UPDATE nodes SET last_seen = ?, address = ? WHERE id = ?",
+                (self._clock(), hello.inventory.address, node_id),
+            )
+            (name,) = db.execute("SELECT name FROM nodes WHERE id = ?", (node_id,)).fetchone()
+            return name
+
+        name = await self._store.write(touch)
+        session = self._fleet.attach(node_id, name, hello.inventory)
+        session.slugs = set(hello.slugs)
+        self._fleet.update_status(session, hello.status)
+        await self._reconciler.push_node(node_id)
+        self._reconciler.kick()
+        return session
+
+    async def pump(self, session: AgentSession, requests: Iterator[AgentMessage]) -> None:
+        """Reads the agent's messages until its stream ends, then forgets the session."""
+        try:
+            while not session.closed:
+                message = await trio.to_thread.run_sync(
+                    _next_message, requests, abandon_on_cancel=True
+                )
+                if message is None:
+                    break
+                await self._handle(session, message)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.disconnected(session)
+
+    async def _handle(self, session: AgentSession, message: AgentMessage) -> None:
+        kind = message.WhichOneof("message")
+        if kind == "status":
+            await self._status(session, message.status)
+        elif kind == "build_output":
+            self._deployer.on_output(
+                message.build_output.build_id, list(message.build_output.lines)
+            )
+        elif kind == "build_result":
+            self._deployer.on_result(message.build_result.build_id, message.build_result)
+
+    async def _status(self, session: AgentSession, status: NodeStatus) -> None:
+        before = {d.id: (d.app, d.state, d.port, d.restarts) for d in session.dynos.values()}
+        self._fleet.update_status(session, status)
+        after = {d.id: (d.app, d.state, d.port, d.restarts) for d in session.dynos.values()}
+        # Apps with a dyno that changed state, appeared or went away.
+        changed = {v[0] for k, v in after.items() if before.get(k) != v}
+        changed |= {v[0] for k, v in before.items() if k not in after}
+        await self._reconciler.node_reported(session.node_id, changed)
+
+    async def disconnected(self, session: AgentSession) -> None:
+        if self._fleet.detach(session):
+            self._deployer.on_node_lost(session.node_id)
+            await self._store.write(
+                lambda db: db.execute(
+                    "UPDATE nodes SET last_seen = ? WHERE id = ?", (self._clock(), session.node_id)
+                )
+            )
+            self._reconciler.kick()

@@ -1,0 +1,260 @@
+"""gRPC servicers for the user API. Thin: check the caller, cross into trio, shape the reply."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from waka.controller._apps import AppRow, Apps, find_app
+from waka.controller._bridge import Bridge
+from waka.controller._deploys import Deployer
+from waka.controller._errors import InvalidInput, WakaError
+from waka.controller._formation import Formation, ScaleChange
+from waka.controller._logs import LogFilter, LogHub
+from waka.controller._releases import get_release, list_releases
+from waka.controller._rpc import streaming, unary
+from waka.controller._store import Store
+from waka.controller._tokens import Identity, TokenBook
+from waka.v1 import platform_pb2 as pb
+from waka.v1 import platform_pb2_grpc as pb_grpc
+from waka.v1.common_pb2 import LogBatch
+
+MAX_SOURCE_BYTES = 1024 * 1024 * 1024
+DEFAULT_LOG_LINES = 100
+MAX_LOG_LINES = 1500
+TAIL_BATCH = 200
+_DONE = object()
+
+
+@dataclass
+class Services:
+    """Everything the user API servicers reach, in one bundle."""
+
+    tokens: TokenBook
+    bridge: Bridge
+    store: Store
+    apps: Apps
+    formation: Formation
+    deployer: Deployer
+    hub: LogHub
+    spawn: Callable[..., None]  # starts a task in the controller's nursery (from the trio thread)
+    tmp_dir: Path
+
+
+class _Base:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.tokens = services.tokens
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.s.bridge.run(fn, *args)
+
+
+class AppsServicer(_Base, pb_grpc.AppsServicer):
+    @unary("user")
+    def Create(self, request, context, identity: Identity):
+        return self.run(self.s.apps.create, request.name.strip(), identity.subject)
+
+    @unary("user")
+    def List(self, request, context, identity: Identity):
+        return pb.AppList(apps=self.run(self.s.apps.list))
+
+    @unary("user")
+    def Get(self, request, context, identity: Identity):
+        return self.run(self.s.apps.get, request.app)
+
+    @unary("user")
+    def Destroy(self, request, context, identity: Identity):
+        self.run(self.s.apps.destroy, request.app, request.confirm, identity.subject)
+        return pb.Empty()
+
+
+class ReleasesServicer(_Base, pb_grpc.ReleasesServicer):
+    async def _app(self, name: str) -> AppRow:
+        return await self.s.store.read(lambda db: find_app(db, name))
+
+    @unary("user")
+    def List(self, request, context, identity: Identity):
+        async def read():
+            app = await self._app(request.app)
+            return await self.s.store.read(
+                lambda db: list_releases(db, app.id, app.name, app.current_release, request.limit)
+            )
+
+        return pb.ReleaseList(releases=self.run(read))
+
+    @unary("user")
+    def Get(self, request, context, identity: Identity):
+        async def read():
+            app = await self._app(request.app)
+            version = request.version or app.current_release
+            if not version:
+                raise InvalidInput(f"{app.name} has no releases yet.")
+            return await self.s.store.read(
+                lambda db: get_release(db, app.id, app.name, app.current_release, version)
+            )
+
+        return self.run(read)
+
+
+class FormationServicer(_Base, pb_grpc.FormationServicer):
+    @unary("user")
+    def List(self, request, context, identity: Identity):
+        return pb.FormationList(entries=self.run(self.s.formation.list, request.app))
+
+    @unary("user")
+    def Scale(self, request, context, identity: Identity):
+        changes = [
+            ScaleChange(
+                type=c.type.strip(),
+                quantity=c.quantity if c.has_quantity else None,
+                relative=c.relative,
+                size=c.size,
+            )
+            for c in request.changes
+        ]
+        entries = self.run(self.s.formation.scale, request.app, changes, identity.subject)
+        return pb.FormationList(entries=entries)
+
+
+class DynosServicer(_Base, pb_grpc.DynosServicer):
+    @unary("user")
+    def List(self, request, context, identity: Identity):
+        return pb.DynoList(dynos=self.run(self.s.formation.dynos, request.app))
+
+    @unary("user")
+    def Restart(self, request, context, identity: Identity):
+        self.run(self.s.formation.restart, request.app, request.target.strip(), identity.subject)
+        return pb.Empty()
+
+
+class ConfigServicer(_Base, pb_grpc.ConfigServicer):
+    @unary("user")
+    def Get(self, request, context, identity: Identity):
+        return pb.ConfigVars(vars=self.run(self.s.apps.config, request.app))
+
+    @unary("user")
+    def Update(self, request, context, identity: Identity):
+        config, version = self.run(
+            self.s.apps.update_config,
+            request.app,
+            dict(request.set),
+            list(request.unset),
+            identity.subject,
+        )
+        return pb.ConfigChange(vars=config, release=version)
+
+
+class BuildsServicer(_Base, pb_grpc.BuildsServicer):
+    @streaming("user")
+    def Create(self, request_iterator, context, identity: Identity):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidInput("The first message of a build upload must carry its header.")
+        header = first.header
+        self.run(self.s.apps.get, header.app)  # fail fast for an unknown app
+        path = self._receive(request_iterator)
+        events: queue.Queue[Any] = queue.Queue()
+        try:
+            self.s.bridge.run_sync(
+                self.s.spawn,
+                self._deploy,
+                header.app,
+                path,
+                header.source_version or "upload",
+                identity.subject,
+                events,
+            )
+            while (item := events.get()) is not _DONE:
+                if isinstance(item, WakaError):
+                    raise item
+                yield item
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def _receive(self, request_iterator: Iterator[pb.BuildUpload]) -> Path:
+        fd, name = tempfile.mkstemp(dir=self.s.tmp_dir, prefix="source-", suffix=".tar.gz")
+        size = 0
+        with os.fdopen(fd, "wb") as f:
+            for message in request_iterator:
+                size += len(message.data)
+                if size > MAX_SOURCE_BYTES:
+                    os.unlink(name)
+                    raise InvalidInput("The source is larger than 1 GB.")
+                f.write(message.data)
+        return Path(name)
+
+    async def _deploy(
+        self, app: str, path: Path, version: str, user: str, events: queue.Queue[Any]
+    ) -> None:
+        async def emit(line: str) -> None:
+            events.put(pb.BuildEvent(output=pb.OutputLines(lines=[line])))
+
+        try:
+            build = await self.s.deployer.deploy(app, path, version, user, emit)
+            events.put(pb.BuildEvent(finished=build))
+        except WakaError as error:
+            events.put(error)
+        finally:
+            events.put(_DONE)
+
+    @unary("user")
+    def List(self, request, context, identity: Identity):
+        return pb.BuildList(builds=self.run(self.s.deployer.list, request.app))
+
+    @unary("user")
+    def Get(self, request, context, identity: Identity):
+        return self.run(self.s.deployer.get, request.app, request.id)
+
+
+class LogsServicer(_Base, pb_grpc.LogsServicer):
+    @streaming("user")
+    def Tail(self, request, context: grpc.ServicerContext, identity: Identity):
+        self.run(self.s.apps.get, request.app)
+        log_filter = LogFilter(source=request.source.strip(), dyno=request.dyno.strip())
+        num = request.num or DEFAULT_LOG_LINES
+        if num < 0 or num > MAX_LOG_LINES:
+            raise InvalidInput(f"--num must be between 1 and {MAX_LOG_LINES}.")
+        hub = self.s.hub
+        bridge = self.s.bridge
+        if not request.follow:
+            history = bridge.run_sync(hub.history, request.app, log_filter, num)
+            for i in range(0, len(history), TAIL_BATCH):
+                yield LogBatch(lines=history[i : i + TAIL_BATCH])
+            return
+        history, tail = bridge.run_sync(hub.open_tail, request.app, log_filter, num)
+        context.add_callback(lambda: bridge.call_soon(hub.close_tail, tail))
+        try:
+            for i in range(0, len(history), TAIL_BATCH):
+                yield LogBatch(lines=history[i : i + TAIL_BATCH])
+            while context.is_active():
+                batch = bridge.run(tail.next_batch)
+                if batch is None:
+                    return
+                yield LogBatch(lines=batch)
+        finally:
+            bridge.call_soon(hub.close_tail, tail)
+
+
+def add_platform_servicers(server: grpc.Server, services: Services) -> list[str]:
+    """Registers every user-facing service; returns their full names (for reflection)."""
+    pb_grpc.add_AppsServicer_to_server(AppsServicer(services), server)
+    pb_grpc.add_ReleasesServicer_to_server(ReleasesServicer(services), server)
+    pb_grpc.add_FormationServicer_to_server(FormationServicer(services), server)
+    pb_grpc.add_DynosServicer_to_server(DynosServicer(services), server)
+    pb_grpc.add_ConfigServicer_to_server(ConfigServicer(services), server)
+    pb_grpc.add_BuildsServicer_to_server(BuildsServicer(services), server)
+    pb_grpc.add_LogsServicer_to_server(LogsServicer(services), server)
+    return [
+        pb.DESCRIPTOR.services_by_name[name].full_name
+        for name in ("Apps", "Releases", "Formation", "Dynos", "Config", "Builds", "Logs")
+    ]

@@ -1,0 +1,211 @@
+"""App resources: create, list, inspect and destroy apps, and change their config vars."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+from sqlite_utils import Database
+
+from waka.controller._config_vars import check_config_name, check_config_size
+from waka.controller._convert import timestamp
+from waka.controller._errors import AlreadyExists, InvalidInput, app_not_found
+from waka.controller._logs import LogHub
+from waka.controller._names import check_app_name, random_app_name
+from waka.controller._reconcile import Reconciler
+from waka.controller._releases import create_release, current_config, current_slug
+from waka.controller._store import Store
+from waka.v1.platform_pb2 import App
+
+STACK = "host"
+
+
+class Repos(Protocol):
+    def ensure_repo(self, app: str) -> None: ...
+    def delete_repo(self, app: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class AppRow:
+    id: str
+    name: str
+    uid: int
+    stack: str
+    created_at: float
+    current_release: int
+
+
+def find_app(db: Database, name: str) -> AppRow:
+    row = db.execute(
+        "SELECT id, name, uid, stack, created_at, current_release FROM apps WHERE name = ?",
+        (name,),
+    ).fetchone()
+    if row is None:
+        raise app_not_found(name)
+    return AppRow(*row)
+
+
+def _allocate_uid(db: Database) -> int:
+    # A counter, never reused: a new app must not inherit files a destroyed app left on a node.
+    (uid,) = db.execute(
+        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'next_uid'"
+        " RETURNING CAST(value AS INTEGER) - 1"
+    ).fetchone()
+    return int(uid)
+
+
+class Apps:
+    def __init__(
+        self,
+        store: Store,
+        hub: LogHub,
+        reconciler: Reconciler,
+        repos: Repos,
+        *,
+        git_url: Callable[[str], str],
+        web_url: Callable[[str], str],
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._hub = hub
+        self._reconciler = reconciler
+        self._repos = repos
+        self._git_url = git_url
+        self._web_url = web_url
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+    def message(self, app: AppRow) -> App:
+        return App(
+            name=app.name,
+            id=app.id,
+            created_at=timestamp(app.created_at),
+            git_url=self._git_url(app.name),
+            web_url=self._web_url(app.name),
+            current_release=app.current_release,
+            stack=app.stack,
+            uid=app.uid,
+        )
+
+    async def create(self, name: str, user: str) -> App:
+        if name:
+            check_app_name(name)
+
+        def insert(db: Database) -> AppRow:
+            chosen = name
+            if not chosen:
+                for _ in range(20):
+                    chosen = random_app_name(self._rng)
+                    if not db.execute("SELECT 1 FROM apps WHERE name = ?", (chosen,)).fetchone():
+                        break
+            elif db.execute("SELECT 1 FROM apps WHERE name = ?", (chosen,)).fetchone():
+                raise AlreadyExists(f"Name {chosen} is already taken.")
+            app = AppRow(uuid.uuid4().hex, chosen, _allocate_uid(db), STACK, self._clock(), 0)
+            db.execute(
+                "INSERT INTO apps (id, name, uid, stack, created_at) VALUES (?, ?, ?, ?, ?)",
+                (app.id, app.name, app.uid, app.stack, app.created_at),
+            )
+            return app
+
+        app = await self._store.write(insert)
+        await trio.to_thread.run_sync(self._repos.ensure_repo, app.name)
+        self._hub.emit(app.name, f"Created app {app.name} by {user}")
+        return self.message(app)
+
+    async def list(self) -> list[App]:
+        rows = await self._store.read(
+            lambda db: [
+                AppRow(*r)
+                for r in db.execute(
+                    "SELECT id, name, uid, stack, created_at, current_release FROM apps"
+                    " ORDER BY name"
+                )
+            ]
+        )
+        return [self.message(r) for r in rows]
+
+    async def get(self, name: str) -> App:
+        return self.message(await self._store.read(lambda db: find_app(db, name)))
+
+    async def destroy(self, name: str, confirm: str, user: str) -> None:
+        app = await self._store.read(lambda db: find_app(db, name))
+        if confirm != name:
+            raise InvalidInput(
+                f"Destroying {name} needs confirmation: re-run with --confirm {name}."
+            )
+        nodes = await self._store.write(lambda db: self._delete(db, app.id))
+        await trio.to_thread.run_sync(self._repos.delete_repo, name)
+        self._hub.forget(name)
+        for node_id in nodes:
+            await self._reconciler.push_node(node_id)
+        del user
+
+    @staticmethod
+    def _delete(db: Database, app_id: str) -> set[str]:
+        nodes = {
+            r[0]
+            for r in db.execute(
+                "SELECT DISTINCT node_id FROM dynos WHERE app_id = ? AND node_id IS NOT NULL",
+                (app_id,),
+            )
+        }
+        # Cascades to config, builds, releases, formation and dynos.
+        db.execute("DELETE FROM apps WHERE id = ?", (app_id,))
+        return nodes
+
+    # ------------------------------------------------------------ config vars
+
+    async def config(self, name: str) -> dict[str, str]:
+        return await self._store.read(lambda db: current_config(db, find_app(db, name).id))
+
+    async def update_config(
+        self, name: str, to_set: Mapping[str, str], to_unset: Sequence[str], user: str
+    ) -> tuple[dict[str, str], int]:
+        """Applies a config change and makes a release for it when the app has a slug."""
+        for key in [*to_set, *to_unset]:
+            check_config_name(key)
+        for key, value in to_set.items():
+            if "\x00" in value:
+                raise InvalidInput(f"The value of {key} contains a NUL character.")
+
+        def apply(db: Database) -> tuple[dict[str, str], int]:
+            app = find_app(db, name)
+            config = current_config(db, app.id)
+            config.update(to_set)
+            for key in to_unset:
+                config.pop(key, None)
+            check_config_size(config)
+            db.execute("DELETE FROM config_vars WHERE app_id = ?", (app.id,))
+            db.executemany(
+                "INSERT INTO config_vars (app_id, name, value) VALUES (?, ?, ?)",
+                [(app.id, k, v) for k, v in config.items()],
+            )
+            parts = []
+            if to_set:
+                parts.append(f"Config add {', '.join(sorted(to_set))}")
+            if to_unset:
+                parts.append(f"Config remove {', '.join(sorted(to_unset))}")
+            description = "; ".join(parts) or "Config unchanged"
+            slug = current_slug(db, app.id)
+            version = 0
+            if app.current_release and slug is not None:
+                version = create_release(
+                    db, app.id, description=description, user=user, now=self._clock(), slug=slug
+                )
+            return config, version
+
+        config, version = await self._store.write(apply)
+        if to_set:
+            self._hub.emit(name, f"Set {', '.join(sorted(to_set))} config vars by {user}")
+        if to_unset:
+            self._hub.emit(name, f"Unset {', '.join(sorted(to_unset))} config vars by {user}")
+        if version:
+            self._hub.emit(name, f"Release v{version} created by {user}")
+            self._reconciler.kick(name)
+        return config, version

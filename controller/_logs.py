@@ -1,0 +1,178 @@
+"""The log stream's core: per-app history, live tails with bounded buffers, platform lines.
+
+Everything here runs on the trio thread, so publishing and opening a tail are atomic with respect to
+each other: a tail gets a snapshot of history and every later line, with no gap and no duplicate.
+Ingest never waits on a reader: a tail that falls behind loses its oldest lines, and is told so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import trio
+
+from waka.v1.common_pb2 import LogLine
+
+DEFAULT_HISTORY = 1500
+DEFAULT_TAIL_BUFFER = 10_000
+# Heroku splits longer lines into chunks of this many bytes.
+MAX_LINE_BYTES = 10_000
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    source: str = ""
+    dyno: str = ""
+
+    def matches(self, line: LogLine) -> bool:
+        if self.source and line.source != self.source:
+            return False
+        # As Logplex does: `web` matches `web.1` and `web.2`, `web.1` only itself.
+        return not self.dyno or line.dyno == self.dyno or line.dyno.startswith(self.dyno + ".")
+
+
+def now_us(clock: Callable[[], float] = time.time) -> int:
+    return int(clock() * 1_000_000)
+
+
+def format_time(time_us: int) -> str:
+    moment = dt.datetime.fromtimestamp(time_us / 1_000_000, tz=dt.UTC)
+    return moment.isoformat(timespec="microseconds")
+
+
+def split_long(text: str) -> list[str]:
+    """Splits a line longer than MAX_LINE_BYTES into chunks of at most that many bytes."""
+    raw = text.encode()
+    if len(raw) <= MAX_LINE_BYTES:
+        return [text]
+    return [
+        raw[i : i + MAX_LINE_BYTES].decode(errors="replace")
+        for i in range(0, len(raw), MAX_LINE_BYTES)
+    ]
+
+
+class Tail:
+    """One reader's view of an app's stream: a bounded buffer that drops its oldest lines."""
+
+    def __init__(self, app: str, log_filter: LogFilter, capacity: int, clock: Callable[[], float]):
+        self.app = app
+        self.filter = log_filter
+        self._capacity = capacity
+        self._clock = clock
+        self._buffer: deque[LogLine] = deque()
+        self._dropped = 0
+        self._dropped_since_us = 0
+        self._wakeup = trio.Event()
+        self.closed = False
+
+    def offer(self, lines: Iterable[LogLine]) -> None:
+        for line in lines:
+            if not self.filter.matches(line):
+                continue
+            if len(self._buffer) >= self._capacity:
+                self._buffer.popleft()
+                if not self._dropped:
+                    self._dropped_since_us = now_us(self._clock)
+                self._dropped += 1
+            self._buffer.append(line)
+        if self._buffer:
+            self._wakeup.set()
+
+    async def next_batch(self, max_lines: int = 500) -> list[LogLine] | None:
+        """The next lines for this reader, waiting for some; None once the tail is closed."""
+        while not self._buffer and not self.closed:
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+        if self.closed and not self._buffer:
+            return None
+        batch: list[LogLine] = []
+        if self._dropped:
+            batch.append(self._overflow_line())
+            self._dropped = 0
+        while self._buffer and len(batch) < max_lines:
+            batch.append(self._buffer.popleft())
+        return batch
+
+    def close(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+
+    def _overflow_line(self) -> LogLine:
+        return LogLine(
+            time_us=now_us(self._clock),
+            app=self.app,
+            source="waka",
+            dyno="logplex",
+            text=(
+                f"Error L11 (Tail buffer overflow) -> This tail session dropped {self._dropped} "
+                f"messages since {format_time(self._dropped_since_us)}."
+            ),
+        )
+
+
+class LogHub:
+    def __init__(
+        self,
+        *,
+        history: int = DEFAULT_HISTORY,
+        tail_buffer: int = DEFAULT_TAIL_BUFFER,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._history_size = history
+        self._tail_buffer = tail_buffer
+        self._clock = clock
+        self._history: dict[str, deque[LogLine]] = {}
+        self._tails: dict[str, set[Tail]] = {}
+
+    def publish(self, lines: Iterable[LogLine]) -> None:
+        by_app: dict[str, list[LogLine]] = {}
+        for line in lines:
+            by_app.setdefault(line.app, []).append(line)
+        for app, app_lines in by_app.items():
+            history = self._history.get(app)
+            if history is None:
+                history = self._history[app] = deque(maxlen=self._history_size)
+            history.extend(app_lines)
+            for tail in self._tails.get(app, ()):
+                tail.offer(app_lines)
+
+    def emit(self, app: str, text: str, *, source: str = "waka", dyno: str = "api") -> None:
+        """Publishes a platform line, e.g. `waka[api]: Release v2 created by admin`."""
+        self.publish(
+            LogLine(time_us=now_us(self._clock), app=app, source=source, dyno=dyno, text=part)
+            for part in split_long(text)
+        )
+
+    def history(self, app: str, log_filter: LogFilter, num: int) -> list[LogLine]:
+        if num <= 0:
+            return []
+        matching = [line for line in self._history.get(app, ()) if log_filter.matches(line)]
+        return matching[-num:]
+
+    def open_tail(self, app: str, log_filter: LogFilter, num: int) -> tuple[list[LogLine], Tail]:
+        tail = Tail(app, log_filter, self._tail_buffer, self._clock)
+        self._tails.setdefault(app, set()).add(tail)
+        return self.history(app, log_filter, num), tail
+
+    def close_tail(self, tail: Tail) -> None:
+        tail.close()
+        tails = self._tails.get(tail.app)
+        if tails is not None:
+            tails.discard(tail)
+            if not tails:
+                del self._tails[tail.app]
+
+    def forget(self, app: str) -> None:
+        """Drops an app's history and ends its tails (the app was destroyed)."""
+        self._history.pop(app, None)
+        for tail in self._tails.pop(app, set()):
+            tail.close()
+
+    def close(self) -> None:
+        for app in list(self._tails):
+            for tail in self._tails.pop(app):
+                tail.close()

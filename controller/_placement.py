@@ -1,0 +1,111 @@
+"""Pure scheduling policy: which dynos an app should have, and which node gets a new one.
+
+`plan_app` compares the formation with the dyno rows and reported states and says what to start
+and what to stop. Its one rule for replacing dynos (new release, restart): in each slot (`web.1`)
+the newest dyno on the current release is the target, and older ones are stopped only once the
+target is up, so a release whose dynos crash at boot never takes the running ones down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from waka.v1.common_pb2 import DynoState
+
+
+@dataclass(frozen=True)
+class DynoRow:
+    id: str
+    type: str
+    idx: int
+    release: int
+    node_id: str | None
+    seq: int
+    size: str
+
+
+@dataclass
+class Plan:
+    # Slots (type, index) that need a new dyno on the current release.
+    create: list[tuple[str, int]] = field(default_factory=list)
+    stop: list[str] = field(default_factory=list)
+
+
+def plan_app(
+    formation: Mapping[str, int],
+    process_types: Collection[str],
+    release: int,
+    rows: Sequence[DynoRow],
+    state_of: Callable[[str], int | None],
+) -> Plan:
+    """What to change so the app runs `formation` on `release`; `rows` are its running dynos."""
+    plan = Plan()
+    slots: dict[tuple[str, int], list[DynoRow]] = {}
+    for row in rows:
+        wanted = release > 0 and row.type in process_types and row.idx <= formation.get(row.type, 0)
+        if wanted:
+            slots.setdefault((row.type, row.idx), []).append(row)
+        else:
+            plan.stop.append(row.id)
+
+    for process_type in sorted(formation):
+        if release <= 0 or process_type not in process_types:
+            continue
+        for idx in range(1, formation[process_type] + 1):
+            slot_rows = sorted(slots.get((process_type, idx), []), key=lambda r: r.seq)
+            current = [r for r in slot_rows if r.release == release]
+            if not current:
+                plan.create.append((process_type, idx))
+                continue
+            target = current[-1]
+            if state_of(target.id) == DynoState.DYNO_STATE_UP:
+                plan.stop.extend(r.id for r in slot_rows if r is not target)
+    return plan
+
+
+@dataclass(frozen=True)
+class NodeLoad:
+    node_id: str
+    name: str
+    capacity_mb: int
+    committed_mb: int
+    # Dynos of the same app and process type already on this node.
+    same_group: int
+    has_slug: bool
+    schedulable: bool = True
+
+
+@dataclass(frozen=True)
+class Placement:
+    node_id: str | None
+    reason: str = ""
+
+
+def place(nodes: Sequence[NodeLoad], need_mb: int, *, overcommit: float = 4.0) -> Placement:
+    """Spread first, then the least committed memory against capacity, then a node with the slug.
+
+    Quotas are soft limits (a dyno over its quota is warned, killed only at twice the quota), and a
+    homelab's apps mostly idle far below theirs, so memory may be committed up to `overcommit`
+    times a node's capacity.
+    """
+    if not nodes:
+        return Placement(None, "no node is connected")
+    candidates = [n for n in nodes if n.schedulable]
+    if not candidates:
+        return Placement(None, "every node is cordoned or draining")
+    fitting = [n for n in candidates if n.committed_mb + need_mb <= n.capacity_mb * overcommit]
+    if not fitting:
+        return Placement(
+            None, f"no node has {need_mb} MB of memory left (committed memory is at its limit)"
+        )
+    best = min(
+        fitting,
+        key=lambda n: (
+            n.same_group,
+            (n.committed_mb + need_mb) / max(n.capacity_mb, 1),
+            not n.has_slug,
+            n.name,
+        ),
+    )
+    return Placement(best.node_id)

@@ -1,0 +1,272 @@
+"""The controller process: wires the parts together and runs them in one trio nursery."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import trio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlite_utils import Database
+
+from waka.controller._agent_api import AgentServices, add_agent_servicer
+from waka.controller._agents import Agents, LogIngest
+from waka.controller._api import Services, add_platform_servicers
+from waka.controller._apps import Apps
+from waka.controller._blobs import BlobStore
+from waka.controller._bridge import Bridge
+from waka.controller._deploys import Deployer
+from waka.controller._fleet import Fleet
+from waka.controller._formation import Formation
+from waka.controller._git import GitEndpoint
+from waka.controller._logs import LogHub
+from waka.controller._reconcile import Reconciler
+from waka.controller._store import Store
+from waka.controller._tokens import Identity, TokenBook, new_token, token_hash
+
+log = logging.getLogger("waka.controller")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"{address!r} is not a HOST:PORT address")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    data_dir: Path
+    api: str = "127.0.0.1:7400"
+    http: str = "127.0.0.1:7401"
+    # The host name put into git URLs; defaults to the HTTP bind host.
+    public_host: str = ""
+    log_history: int = 1500
+    build_timeout: float = 15 * 60
+    grpc_workers: int = 200
+    resync_interval: float = 5.0
+    stop_grace_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class Running:
+    """What a started controller tells whoever started it."""
+
+    api: str
+    http: str
+    admin_token: str
+    join_token: str
+    data_dir: Path
+
+
+def _write_secret(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+
+
+def _bootstrap_tokens(store: Store, tokens: TokenBook, data_dir: Path) -> tuple[str, str]:
+    """On first start, makes the admin token and a join token, and writes both to the data dir."""
+    admin_file, join_file = data_dir / "admin-token", data_dir / "join-token"
+
+    def ensure(db: Database) -> tuple[str, str]:
+        now = time.time()
+        has_user = db.execute("SELECT 1 FROM tokens WHERE kind = 'user'").fetchone()
+        admin = admin_file.read_text().strip() if admin_file.exists() else ""
+        if not has_user or not admin:
+            admin = new_token("waka")
+            TokenBook.insert(db, admin, Identity("user", "admin"), now=now)
+            _write_secret(admin_file, admin)
+        join = join_file.read_text().strip() if join_file.exists() else ""
+        if not join or tokens_missing(db, join):
+            join = new_token("wakajoin")
+            TokenBook.insert(db, join, Identity("join", "cluster"), now=now)
+            _write_secret(join_file, join)
+        tokens.load(db)
+        return admin, join
+
+    return store.write_now(ensure)
+
+
+def tokens_missing(db: Database, token: str) -> bool:
+    return (
+        db.execute("SELECT 1 FROM tokens WHERE hash = ?", (token_hash(token),)).fetchone() is None
+    )
+
+
+async def run_controller(
+    config: ControllerConfig, *, task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED
+) -> None:
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    store = await trio.to_thread.run_sync(Store.open, data_dir / "waka.db")
+    try:
+        await _serve(config, store, task_status)
+    finally:
+        store.close()
+
+
+async def _serve(
+    config: ControllerConfig, store: Store, task_status: trio.TaskStatus[Running]
+) -> None:
+    data_dir = config.data_dir
+    tokens = TokenBook()
+    admin_token, join_token = await trio.to_thread.run_sync(
+        _bootstrap_tokens, store, tokens, data_dir
+    )
+    bridge = Bridge.here()
+    hub = LogHub(history=config.log_history)
+    fleet = Fleet()
+    slugs = BlobStore(data_dir / "slugs", kind="slug", suffix=".tgz")
+    sources = BlobStore(data_dir / "sources", kind="source", suffix=".tar.gz")
+    tmp_dir = data_dir / "tmp"
+    tmp_dir.mkdir(exist_ok=True)
+    reconciler = Reconciler(
+        store,
+        fleet,
+        hub,
+        resync_interval=config.resync_interval,
+        stop_grace_seconds=config.stop_grace_seconds,
+    )
+    deployer = Deployer(
+        store,
+        fleet,
+        hub,
+        reconciler,
+        sources=sources,
+        slugs=slugs,
+        build_logs=data_dir / "builds",
+        build_timeout=config.build_timeout,
+    )
+    agents = Agents(store, tokens, fleet, reconciler, deployer)
+
+    http_host, http_port = split_address(config.http)
+    api_host, api_port = split_address(config.api)
+
+    async with trio.open_nursery() as nursery:
+
+        async def authenticate(token: str) -> str | None:
+            identity = tokens.identify(token)
+            return identity.subject if identity and identity.kind == "user" else None
+
+        async def app_exists(name: str) -> bool:
+            return bool(
+                await store.read(
+                    lambda db: db.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone()
+                )
+            )
+
+        async def git_deploy(push: Any, output: Any) -> bool:
+            fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="push-", suffix=".tar.gz")
+            os.close(fd)
+            path = Path(name)
+            try:
+                await push.export(path)
+                build = await deployer.deploy(push.app, path, push.new_sha, push.user, output.line)
+            finally:
+                await trio.Path(path).unlink(missing_ok=True)
+            return build.release > 0
+
+        git = GitEndpoint(
+            data_dir / "repos",
+            data_dir / "run",
+            authenticate=authenticate,
+            app_exists=app_exists,
+            deploy=git_deploy,
+        )
+        bound_http_port = await nursery.start(git.serve, http_host, http_port)
+        public_host = config.public_host or http_host
+        git_base = f"http://{public_host}:{bound_http_port}"
+        apps = Apps(
+            store,
+            hub,
+            reconciler,
+            git,
+            git_url=lambda app: git.url_for(app, git_base),
+            web_url=lambda app: "",
+        )
+        formation = Formation(store, fleet, hub, reconciler)
+
+        def spawn(fn: Any, *args: Any) -> None:
+            nursery.start_soon(fn, *args)
+
+        server = grpc.server(
+            ThreadPoolExecutor(max_workers=config.grpc_workers, thread_name_prefix="grpc"),
+            maximum_concurrent_rpcs=config.grpc_workers - 8,
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 20_000),
+                ("grpc.http2.max_pings_without_data", 0),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ],
+        )
+        names = add_platform_servicers(
+            server,
+            Services(
+                tokens=tokens,
+                bridge=bridge,
+                store=store,
+                apps=apps,
+                formation=formation,
+                deployer=deployer,
+                hub=hub,
+                spawn=spawn,
+                tmp_dir=tmp_dir,
+            ),
+        )
+        names += add_agent_servicer(
+            server,
+            AgentServices(
+                tokens=tokens,
+                bridge=bridge,
+                store=store,
+                agents=agents,
+                ingest=LogIngest(hub),
+                deployer=deployer,
+                slugs=slugs,
+                sources=sources,
+                spawn=spawn,
+            ),
+        )
+        health_servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names.append(health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+        reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
+        bound_api_port = server.add_insecure_port(f"{api_host}:{api_port}")
+        if not bound_api_port:
+            raise OSError(f"cannot listen for the API on {config.api}")
+        server.start()
+        try:
+            await nursery.start(reconciler.run)
+            health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+            running = Running(
+                api=f"{api_host}:{bound_api_port}",
+                http=f"{http_host}:{bound_http_port}",
+                admin_token=admin_token,
+                join_token=join_token,
+                data_dir=data_dir,
+            )
+            (data_dir / "controller.json").write_text(
+                json.dumps({"api": running.api, "http": running.http}) + "\n"
+            )
+            log.info("controller API on %s, git on %s", running.api, running.http)
+            task_status.started(running)
+            await trio.sleep_forever()
+        finally:
+            health_servicer.enter_graceful_shutdown()
+            hub.close()
+            fleet.close()
+            stopped = server.stop(grace=1.0)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(stopped.wait)
+            nursery.cancel_scope.cancel()

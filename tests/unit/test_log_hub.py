@@ -1,0 +1,84 @@
+import trio
+
+from waka.controller._logs import LogFilter, LogHub, split_long
+from waka.v1.common_pb2 import LogLine
+
+
+def line(text, app="a", source="app", dyno="web.1"):
+    return LogLine(time_us=1, app=app, source=source, dyno=dyno, text=text)
+
+
+def texts(lines):
+    return [x.text for x in lines]
+
+
+def test_history_keeps_only_the_last_lines():
+    hub = LogHub(history=3)
+    hub.publish(line(str(i)) for i in range(5))
+    assert texts(hub.history("a", LogFilter(), 100)) == ["2", "3", "4"]
+    assert texts(hub.history("a", LogFilter(), 2)) == ["3", "4"]
+
+
+def test_history_is_per_app():
+    hub = LogHub()
+    hub.publish([line("x", app="a"), line("y", app="b")])
+    assert texts(hub.history("b", LogFilter(), 10)) == ["y"]
+
+
+def test_dyno_filter_matches_type_prefix_and_exact_name():
+    hub = LogHub()
+    hub.publish(
+        [line("1", dyno="web.1"), line("2", dyno="web.2"), line("3", dyno="webby.1"), line("4", dyno="worker.1")]
+    )
+    assert texts(hub.history("a", LogFilter(dyno="web"), 10)) == ["1", "2"]
+    assert texts(hub.history("a", LogFilter(dyno="web.2"), 10)) == ["2"]
+
+
+def test_source_filter_is_exact():
+    hub = LogHub()
+    hub.publish([line("1", source="app"), line("2", source="waka"), line("3", source="application")])
+    assert texts(hub.history("a", LogFilter(source="app"), 10)) == ["1"]
+
+
+def test_tail_has_no_gap_and_no_duplicate_between_history_and_live():
+    async def main():
+        hub = LogHub()
+        hub.publish(line(str(i)) for i in range(5))
+        history, tail = hub.open_tail("a", LogFilter(), 3)
+        hub.publish(line(str(i)) for i in range(5, 8))
+        live = await tail.next_batch()
+        assert texts(history) + texts(live) == ["2", "3", "4", "5", "6", "7"]
+
+    trio.run(main)
+
+
+def test_slow_tail_drops_oldest_and_says_how_many_with_l11():
+    async def main():
+        hub = LogHub(tail_buffer=3)
+        _, tail = hub.open_tail("a", LogFilter(), 0)
+        hub.publish(line(str(i)) for i in range(10))
+        batch = await tail.next_batch()
+        assert batch[0].text.startswith("Error L11 (Tail buffer overflow) -> This tail session dropped 7 messages since ")
+        assert texts(batch[1:]) == ["7", "8", "9"]
+
+    trio.run(main)
+
+
+def test_closed_tail_ends_and_forget_ends_tails():
+    async def main():
+        hub = LogHub()
+        _, tail = hub.open_tail("a", LogFilter(), 0)
+        hub.forget("a")
+        assert await tail.next_batch() is None
+        assert hub.history("a", LogFilter(), 10) == []
+
+    trio.run(main)
+
+
+def test_platform_lines_are_split_at_10000_bytes():
+    hub = LogHub()
+    hub.emit("a", "x" * 25_000)
+    parts = hub.history("a", LogFilter(), 10)
+    assert [len(p.text) for p in parts] == [10_000, 10_000, 5_000]
+    assert all(p.source == "waka" and p.dyno == "api" for p in parts)
+    assert split_long("é" * 6000)[0].encode()[:2] == "é".encode()
