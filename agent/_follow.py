@@ -218,10 +218,12 @@ class OutputFollower:
         while True:
             # Take the event before reading: a write landing after the read still sets it.
             changed = self._watch.changed()
+            await trio.lowlevel.checkpoint_if_cancelled()
             chunk = self._read_available()
             lines = self._take_lines(chunk)
             if lines:
-                await trio.lowlevel.checkpoint()
+                # Lines taken are owed to the caller: a cancellation here must not drop them.
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 return lines, self.offset
             if chunk:  # part of a line: the rest may already be there
                 await trio.lowlevel.checkpoint()

@@ -70,15 +70,19 @@ class ProcessIdentity:
 
     @classmethod
     def from_record(cls, record: Mapping[str, object]) -> ProcessIdentity:
-        try:
-            return cls(
-                pid=int(record["pid"]),  # type: ignore[call-overload]
-                start_ticks=int(record["start_ticks"]),  # type: ignore[call-overload]
-                boot_id=str(record["boot_id"]),
-                start_time=float(record["start_time"]),  # type: ignore[arg-type]
+        pid, ticks, boot, started = (
+            record.get(key) for key in ("pid", "start_ticks", "boot_id", "start_time")
+        )
+        if not (
+            isinstance(pid, int)
+            and isinstance(ticks, int)
+            and isinstance(boot, str)
+            and isinstance(started, int | float)
+        ):
+            raise ValueError(
+                f"not a process record (pid, start_ticks, boot_id, start_time): {dict(record)!r}"
             )
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"not a process record: {dict(record)!r} ({error})") from error
+        return cls(pid=pid, start_ticks=ticks, boot_id=boot, start_time=float(started))
 
 
 def spawn(argv: Sequence[str], *, env: Mapping[str, str], fds: Mapping[int, int]) -> int:
@@ -203,6 +207,7 @@ class PidHandle:
         self._fd = fd
         self._status: int | None = None
         self._reaped = False
+        self._wait_lock = trio.Lock()  # trio allows one waiter per fd; later ones queue here
         self._closer = weakref.finalize(self, os.close, fd)
 
     @classmethod
@@ -228,7 +233,9 @@ class PidHandle:
         return handle
 
     def has_exited(self) -> bool:
-        """True once the process has exited (a zombie counts as exited)."""
+        """True once the process has exited (a zombie counts as exited), or the handle closed."""
+        if not self._closer.alive:
+            return True
         poller = select.poll()
         poller.register(self._fd, select.POLLIN)
         return bool(poller.poll(0))
@@ -245,7 +252,7 @@ class PidHandle:
 
     def reap(self) -> int | None:
         """Collect the exit status if the process has exited and is our child; else None."""
-        if self._reaped:
+        if self._reaped or not self._closer.alive:
             return self._status
         try:
             result = os.waitid(os.P_PIDFD, self._fd, os.WEXITED | os.WNOHANG)
@@ -259,10 +266,13 @@ class PidHandle:
 
     async def wait_exit(self) -> int | None:
         """Wait until the process exits; its status if it was our child, else None."""
-        await trio.lowlevel.wait_readable(self._fd)
+        async with self._wait_lock:
+            if not self.has_exited():
+                await trio.lowlevel.wait_readable(self._fd)
         return self.reap()
 
     def close(self) -> None:
+        """Release the pidfd; the handle then reports the process as exited."""
         self._closer()
 
 

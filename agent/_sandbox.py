@@ -36,9 +36,10 @@ import os
 import re
 import shutil
 import signal
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Final, Protocol
 
 import psutil
@@ -69,6 +70,7 @@ SETPRIV_PATH: Final = "/usr/bin/setpriv"
 _ARGS_FD: Final = 3
 _STATUS_FD: Final = 4
 _STATUS_FILE: Final = "status.json"
+_SETUP_GRACE: Final = 0.25  # seconds signal_all waits for a sandbox still being set up
 
 # Host dirs that become the sandbox's read-only root ("stack host"). /bin, /lib... are symlinks
 # into /usr on a merged-/usr host and are recreated as symlinks; otherwise bound read-only.
@@ -132,7 +134,7 @@ class SandboxSpec:
 
     hostname: str  # e.g. "web.1" (UTS namespace)
     argv: Sequence[str]  # run inside, after privileges are dropped; argv[0] found via env PATH
-    env: Mapping[str, str]  # the complete environment inside (nothing inherited from the agent)
+    env: Mapping[str, str]  # the whole environment inside; bubblewrap only adds PWD (= cwd)
     uid: int  # unprivileged uid (and gid = uid) the command runs as
     app_dir: Path  # host directory shown at /app
     app_mount: AppMount
@@ -351,6 +353,14 @@ def bwrap_arguments(
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/dev/shm"]
     args += ["--bind", str(app_source), APP_PATH]
+    # bwrap makes missing parents of a mount point mode 0700 (root only), which would hide
+    # e.g. /waka/bin/uv from the unprivileged command: create them world-readable first.
+    made: set[str] = {"/", APP_PATH}
+    for bind in spec.binds:
+        for parent in reversed(PurePosixPath(bind.target).parents):
+            if str(parent) not in made and not str(parent).startswith(APP_PATH + "/"):
+                args += ["--perms", "0755", "--dir", str(parent)]
+                made.add(str(parent))
     for bind in spec.binds:
         args += ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.target]
     # Last mount operation: the root tmpfs (mount points only) becomes read-only too.
@@ -459,7 +469,10 @@ def unmount_all(target: Path) -> None:
 
 def _prepare_run_dir(run_dir: Path) -> Path:
     run_dir = run_dir.absolute()
-    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise SandboxError(f"cannot create the run dir {run_dir}: {error.strerror}") from error
     if any(run_dir.iterdir()):
         raise SandboxError(f"run dir {run_dir} is not empty; each sandbox needs a fresh one")
     return run_dir
@@ -527,8 +540,10 @@ class BubblewrapDriver:
                 *privilege_drop_command(spec.uid, spec.argv),
             ]
             pid = self._spawn(command, options, run_dir, stdin=stdin, stdout=stdout, stderr=stderr)
-        except BaseException:
+        except BaseException as error:
             _remove_run_dir(run_dir)
+            if isinstance(error, OSError):
+                raise SandboxError(f"cannot start the sandbox {spec.hostname}: {error}") from error
             raise
         # We are bwrap's parent and have not reaped it, so it exists at least as a zombie.
         identity = identify(pid)
@@ -632,8 +647,11 @@ class BubblewrapProcess(SandboxProcess):
         if exit_code is not None:
             # bwrap folds "killed by signal N" into 128+N, like a shell.
             return status_from_shell_code(exit_code)
-        # bwrap died before the command (killed, or failed to set up the sandbox).
-        return reaped if reaped is not None else EXIT_STATUS_UNKNOWN
+        # No exit code recorded: bwrap writes it only once the sandbox was fully set up. bwrap's
+        # own exit status then tells (1: setup failed; 128+N: pid 1 was killed by signal N).
+        if reaped is None:
+            return EXIT_STATUS_UNKNOWN
+        return status_from_shell_code(reaped) if reaped >= 0 else reaped
 
     async def wait_until_empty(self) -> None:
         await self.wait()
@@ -647,7 +665,15 @@ class BubblewrapProcess(SandboxProcess):
             return 0
         # Everything in the PID namespace descends from pid 1: orphans (double forks, setsid'd
         # daemons) are re-parented to it. Pid 1 itself is bwrap's reaper, not the app's.
-        return signal_processes(live_descendants(init.pid), sig)
+        processes = live_descendants(init.pid)
+        deadline = time.monotonic() + _SETUP_GRACE
+        while not processes and not init.has_exited() and time.monotonic() < deadline:
+            # Pid 1 alive with no descendant: bwrap is still building the sandbox (a few ms),
+            # and a signal sent now would reach nobody. Nothing announces the end of setup,
+            # so look again shortly rather than lose, say, the SIGTERM of a quick restart.
+            time.sleep(0.002)
+            processes = live_descendants(init.pid)
+        return signal_processes(processes, sig)
 
     def kill(self) -> None:
         init = self._sandbox_init()
@@ -752,8 +778,10 @@ class PlainDriver:
             command = privilege_drop_command(spec.uid, command)
         try:
             pid = spawn(command, env=spec.env, fds={0: stdin, 1: stdout, 2: stderr})
-        except BaseException:
+        except BaseException as error:
             _rmtree(run_dir)
+            if isinstance(error, OSError):
+                raise SandboxError(f"cannot start {spec.hostname}: {error}") from error
             raise
         identity = identify(pid)
         handle = PidHandle.open(pid)

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs
 
 import trio
 
+from . import _githook as githook
 from ._http import Request, ResponseWriter, send_text, serve_http
 
 log = logging.getLogger(__name__)
@@ -45,13 +46,6 @@ REPO_CONFIG = (
     ("receive.denyDeletes", "true"),
     # http-backend refuses pushes unless this is set or REMOTE_USER is; say it outright.
     ("http.receivepack", "true"),
-)
-# What the pre-receive hook may pass on: the variables that locate the quarantined objects.
-QUARANTINE_ENV = (
-    "GIT_DIR",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_QUARANTINE_PATH",
 )
 # Headers of the CGI response that belong to the CGI gateway, not to the HTTP response.
 CGI_ONLY_HEADERS = frozenset({"status", "connection", "transfer-encoding", "keep-alive"})
@@ -403,10 +397,10 @@ class GitEndpoint:
             "CONTENT_TYPE": request.header("content-type") or "",
             "REMOTE_USER": user,
             "REMOTE_ADDR": request.client_address,
-            "WAKA_HOOK_SOCKET": str(self._hook_socket),
-            "WAKA_HOOK_TICKET": ticket,
-            "WAKA_APP": route.app,
-            "WAKA_USER": user,
+            githook.SOCKET_ENV: str(self._hook_socket),
+            githook.TICKET_ENV: ticket,
+            githook.APP_ENV: route.app,
+            githook.USER_ENV: user,
         }
         content_length = request.header("content-length")
         if content_length is not None and request.header("transfer-encoding") is None:
@@ -451,11 +445,18 @@ class GitEndpoint:
                 log.warning("git hook connection sent no usable request: %s", error)
                 await output.finish(1)
                 return
-            status = await self._handle_push(header, output)
+            try:
+                status = await self._handle_push(header, output)
+            except Exception:
+                # A broken push must not take the hook server (and every later push) down.
+                log.exception("handling a push from the git hook failed")
+                await output.line("! waka: internal error; push rejected.")
+                status = 1
             await output.finish(status)
 
     async def _handle_push(self, header: Mapping[str, object], output: _HookOutput) -> int:
-        ticket = self._tickets.get(str(header.get("ticket", "")))
+        # One receive-pack request runs its hook once: a ticket is good for one push.
+        ticket = self._tickets.pop(str(header.get("ticket", "")), None)
         if ticket is None:
             log.warning("git hook connection with an unknown ticket was refused")
             await output.line("! waka: this push did not come through the waka git endpoint.")
@@ -498,7 +499,12 @@ class GitEndpoint:
             self._deploying.discard(ticket.app)
         if not deployed:
             return 1
-        await _point_head_at(repo, push.ref)
+        try:
+            await _point_head_at(repo, push.ref)
+        except (GitCommandFailed, OSError) as error:
+            # The deploy happened; a clone that checks out the wrong branch is a lesser evil
+            # than rejecting a push whose release is already live.
+            log.error("could not point HEAD of %s at %s: %s", push.app, push.ref, error)
         return 0
 
 
@@ -513,10 +519,11 @@ class _HookOutput:
     async def line(self, text: str) -> None:
         # The hook's framing is one message per line, so a text with newlines is several lines.
         lines = text.removesuffix("\n").split("\n")
-        await self._send(b"".join(b"|" + line.encode("utf-8", "replace") + b"\n" for line in lines))
+        encoded = (line.encode("utf-8", "replace") for line in lines)
+        await self._send(b"".join(githook.OUTPUT_LINE + line + b"\n" for line in encoded))
 
     async def finish(self, status: int) -> None:
-        await self._send(b"=%d\n" % status)
+        await self._send(githook.EXIT_STATUS + b"%d\n" % status)
 
     async def _send(self, data: bytes) -> None:
         if not self._connected:
@@ -548,13 +555,13 @@ def _install_hook(hooks_dir: Path) -> None:
         f"exec {shlex.quote(sys.executable)} -I -S {shlex.quote(str(HOOK_SCRIPT))}\n"
     )
     hooks_dir.mkdir(exist_ok=True)
-    hook = hooks_dir / "pre-receive"
-    if hook.exists() and hook.read_text() == script:
+    installed = hooks_dir / "pre-receive"
+    if installed.exists() and installed.read_text() == script:
         return
     staging = hooks_dir / "pre-receive.waka-new"
     staging.write_text(script)
     staging.chmod(0o755)
-    staging.replace(hook)  # atomic, so a push never runs a half-written hook
+    staging.replace(installed)  # atomic, so a push never runs a half-written hook
 
 
 def _git_base_environment() -> dict[str, str]:
@@ -604,7 +611,7 @@ def _quarantine_environment(header: Mapping[str, object], repo: Path) -> dict[st
     if not isinstance(raw_env, dict) or not isinstance(raw_cwd, str):
         raise ValueError("the hook request lacks env or cwd")
     cwd = Path(raw_cwd)
-    env = {name: str(raw_env[name]) for name in QUARANTINE_ENV if name in raw_env}
+    env = {name: str(raw_env[name]) for name in githook.QUARANTINE_ENV if name in raw_env}
     env["GIT_DIR"] = str((cwd / env.get("GIT_DIR", ".")).resolve())
     real_repo = repo.resolve()
     if Path(env["GIT_DIR"]) != real_repo:

@@ -85,9 +85,16 @@ def build_request(environ: dict[str, str], cwd: str, updates: list[JsonValue]) -
     }
 
 
+class PusherGone(Exception):
+    """git closed the hook's stdout: nobody is left to read, or to accept the push."""
+
+
 def say(out: io.BufferedIOBase, line: bytes) -> None:
-    out.write(line + b"\n")
-    out.flush()  # each line as it comes: this is the build log the pusher is watching
+    try:
+        out.write(line + b"\n")
+        out.flush()  # each line as it comes: this is the build log the pusher is watching
+    except OSError as error:
+        raise PusherGone(str(error)) from error
 
 
 def relay(answer: io.BufferedIOBase, out: io.BufferedIOBase) -> int:
@@ -105,7 +112,13 @@ def relay(answer: io.BufferedIOBase, out: io.BufferedIOBase) -> int:
 
 
 def main() -> int:
-    out = sys.stdout.buffer
+    try:
+        return relay_push(sys.stdout.buffer)
+    except PusherGone:
+        return 1
+
+
+def relay_push(out: io.BufferedIOBase) -> int:
     socket_path = os.environ.get(SOCKET_ENV)
     if not socket_path:
         say(out, f"! waka: {SOCKET_ENV} is not set; push rejected.".encode())

@@ -177,6 +177,10 @@ class _Connection:
                 self._h11.start_next_cycle()
         except (ClientDisconnected, _CloseConnection) as error:
             log.debug("HTTP connection from %s ended: %s", self._client_address, error)
+        except Exception:
+            # One broken exchange (a handler breaking the protocol, say) must not take the
+            # whole server down with it.
+            log.exception("HTTP connection from %s failed", self._client_address)
         finally:
             await self._stream.aclose()
 

@@ -5,6 +5,7 @@ git http-backend and the pre-receive hook, against fake authenticate/app_exists/
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import stat
@@ -252,6 +253,7 @@ def test_push_to_main_deploys_the_pushed_tree_and_updates_main(tmp_path: Path) -
     async def deploy(push: Push, output: OutputSink) -> bool:
         await push.export(tarball)
         await output.line(f"exported {push.new_sha}")
+        await output.line("several\nlines\n")
         return True
 
     async def scenario(scene: Scene) -> None:
@@ -260,7 +262,8 @@ def test_push_to_main_deploys_the_pushed_tree_and_updates_main(tmp_path: Path) -
         )
         head = (await scene.alice.git("rev-parse", "HEAD", cwd=source)).stdout.strip()
         pushed = (await scene.alice.git("push", scene.alice.url(), "main", cwd=source)).check()
-        assert f"remote: exported {head}" in pushed.stderr
+        remote_lines = [line.rstrip() for line in pushed.stderr.splitlines() if "remote:" in line]
+        assert remote_lines == [f"remote: exported {head}", "remote: several", "remote: lines"]
         assert await scene.remote_sha("refs/heads/main") == head
 
         [push] = scene.platform.pushes
@@ -912,6 +915,27 @@ def test_hook_request_encoding_is_json_even_for_odd_paths() -> None:
         "updates": [{"old": ZERO, "new": SHA_A, "ref": "refs/heads/main"}],
         "env": {"GIT_DIR": odd},
     }
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "printed"),
+    [
+        (b"|-----> one\n|two \xc3\xbc\n=0\n", 0, b"-----> one\ntwo \xc3\xbc\n"),
+        (b"|failing\n=1\n", 1, b"failing\n"),
+        (b"|cut short\n", 1, b"cut short\n! waka: the controller ended the connection"),
+    ],
+)
+def test_hook_prints_the_controllers_lines_and_exits_with_its_status(
+    answer: bytes, status: int, printed: bytes
+) -> None:
+    out = io.BytesIO()
+    assert _githook.relay(io.BytesIO(answer), out) == status
+    assert out.getvalue().startswith(printed)
+
+
+def test_hook_refuses_a_malformed_answer() -> None:
+    with pytest.raises(ValueError, match="unexpected message"):
+        _githook.relay(io.BytesIO(b"?what\n"), io.BytesIO())
 
 
 # --- Helpers -------------------------------------------------------------------------------

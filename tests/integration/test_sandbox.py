@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -121,7 +123,7 @@ class Sandboxes:
         app_mount: AppMount = AppMount.OVERLAY,
         hostname: str = "web.1",
         binds: Sequence[Bind] = (),
-        driver: Driver | None = None,
+        track: bool = True,
     ) -> SandboxProcess:
         argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
         number = len(self._outputs) + 1
@@ -138,15 +140,16 @@ class Sandboxes:
         out = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         null = os.open("/dev/null", os.O_RDONLY)
         try:
-            process = (driver or self.driver).start(
-                spec, run_dir, stdin=null, stdout=out, stderr=out
-            )
+            process = self.driver.start(spec, run_dir, stdin=null, stdout=out, stderr=out)
         finally:
             os.close(out)
             os.close(null)
         self._outputs[process.pid] = output
         if isinstance(process, BubblewrapProcess):
-            self.track(run_dir)
+            if track:
+                self.track(run_dir)
+            else:
+                self._run_dirs.append(run_dir)  # still checked for mounts left behind
         elif isinstance(process, PlainProcess):
             self._plain.append(process)
         return process
@@ -181,6 +184,8 @@ class Sandboxes:
         found = []
         for run_dir in self._run_dirs:
             namespace = self._namespaces.get(run_dir)
+            if namespace is None:
+                namespace = BwrapStatus.read(run_dir / "status.json").pid_namespace
             if namespace is not None and (pids := processes_in_pid_namespace(namespace)):
                 found.append(f"processes {pids} of {run_dir} are still running")
             if mounts := mounts_under(run_dir):
@@ -191,6 +196,8 @@ class Sandboxes:
     def force_cleanup(self) -> None:
         for run_dir in self._run_dirs:
             namespace = self._namespaces.get(run_dir)
+            if namespace is None:  # untracked: learn it now, if bwrap got that far
+                namespace = BwrapStatus.read(run_dir / "status.json").pid_namespace
             if namespace is not None:
                 for pid in processes_in_pid_namespace(namespace):
                     with contextlib.suppress(ProcessLookupError):
@@ -282,20 +289,28 @@ def test_environment_is_exactly_what_was_given(sandboxes: Sandboxes) -> None:
         del os.environ["WAKA_AGENT_SECRET"]
     assert wait_status(process) == 0
     entries = sandboxes.output(process).split("\0")[:-1]
-    assert dict(entry.split("=", 1) for entry in entries) == env
+    # bwrap adds PWD (the working directory), as any shell would; nothing else is added.
+    assert dict(entry.split("=", 1) for entry in entries) == {**env, "PWD": "/app"}
     sandboxes.finish(process)
 
 
-def test_no_agent_file_descriptor_leaks_into_the_sandbox(sandboxes: Sandboxes) -> None:
-    inherited = os.open("/dev/null", os.O_RDONLY)
+def test_no_agent_file_descriptor_leaks_into_the_sandbox(
+    sandboxes: Sandboxes, tmp_path: Path
+) -> None:
+    marker = tmp_path / "agent-only-file"
+    marker.write_text("secret")
+    inherited = os.open(marker, os.O_RDONLY)
     os.set_inheritable(inherited, True)  # as if the agent had been started with an open fd
     try:
-        process = sandboxes.start("ls /proc/$$/fd; ls -l /proc/$$/fd > /tmp/fd-debug.txt")
+        # `; true` keeps bash alive (no exec into ls), so ls lists bash's fds, not its own.
+        process = sandboxes.start("ls -l /proc/$$/fd; true")
     finally:
         os.close(inherited)
     assert wait_status(process) == 0
-    fds = set(sandboxes.output(process).split())
-    assert fds <= {"0", "1", "2", "255"}, fds  # bash keeps 255 for itself
+    listing = sandboxes.output(process)
+    assert "agent-only-file" not in listing
+    fds = {line.split(" -> ")[0].split()[-1] for line in listing.splitlines() if " -> " in line}
+    assert fds <= {"0", "1", "2", "255"}, listing  # bash may keep 255 for itself
     sandboxes.finish(process)
 
 
@@ -390,7 +405,7 @@ def test_kill_ends_every_process_and_wait_reports_sigkill(sandboxes: Sandboxes) 
     ready = process.run_dir / "upper" / "ready"
     wait_for(ready.exists, "the sandbox to start its sleepers")
     init_pid = sandboxes.init_pid(process)
-    wait_for(lambda: len(psutil.Process(init_pid).children(recursive=True)) >= 4, "sleepers")
+    wait_for(lambda: len(psutil.Process(init_pid).children(recursive=True)) >= 3, "sleepers")
     assert process.is_running()
 
     process.kill()
@@ -431,6 +446,15 @@ def test_signal_all_reaches_trapping_grandchild_and_double_forked_daemon(
     process.cleanup()
 
 
+def test_signal_all_right_after_start_still_reaches_the_command(sandboxes: Sandboxes) -> None:
+    for attempt in range(5):
+        process = sandboxes.start("exec sleep 1000")  # returns once bwrap has cloned pid 1
+        assert process.signal_all(signal.SIGTERM) == 1, attempt
+        assert wait_status(process) == -signal.SIGTERM
+        wait_empty(process)
+        process.cleanup()
+
+
 def test_signal_all_never_signals_bwraps_own_pid_1(sandboxes: Sandboxes) -> None:
     process = sandboxes.start("touch /app/ready; sleep 1000 & wait")
     wait_for((process.run_dir / "upper" / "ready").exists, "the sandbox to be ready")
@@ -440,6 +464,44 @@ def test_signal_all_never_signals_bwraps_own_pid_1(sandboxes: Sandboxes) -> None
     assert process.signal_all(signal.SIGUSR1) == 2  # bash and sleep; not bwrap's pid 1
     assert wait_status(process) == -signal.SIGUSR1
     wait_empty(process)
+    process.cleanup()
+
+
+def test_kill_right_after_start_leaves_nothing(sandboxes: Sandboxes) -> None:
+    # kill() may land before bwrap has even created the sandbox's pid 1: still nothing survives.
+    for attempt in range(10):
+        process = sandboxes.start("exec sleep 1000", track=False)
+        process.kill()
+        assert wait_status(process) == -signal.SIGKILL, attempt
+        wait_empty(process)
+        namespace = BwrapStatus.read(process.run_dir / "status.json").pid_namespace
+        if namespace is not None:
+            assert processes_in_pid_namespace(namespace) == []
+        process.cleanup()
+        assert mounts_under(process.run_dir) == []
+
+
+def test_concurrent_waiters_all_get_the_exit_status(sandboxes: Sandboxes) -> None:
+    process = sandboxes.start(
+        "while [ ! -e /app/go ]; do sleep 0.01; done; exit 5", app_mount=AppMount.BIND_RW
+    )
+
+    async def main() -> list[int]:
+        statuses: list[int] = []
+        with trio.fail_after(DEADLINE):
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+
+                    async def waiter() -> None:
+                        await process.wait_until_empty()
+                        statuses.append(await process.wait())
+
+                    nursery.start_soon(waiter)
+                await trio.sleep(0.05)  # let the waiters park on the pidfds
+                (sandboxes.app_dir / "go").touch()
+        return statuses
+
+    assert trio.run(main) == [5, 5, 5]
     process.cleanup()
 
 
@@ -594,15 +656,24 @@ def test_adopt_of_a_finished_sandbox_returns_none_and_it_can_still_be_cleaned(
     assert not Path(str(record["run_dir"])).exists()
 
 
-def test_adopt_detects_a_reused_pid(driver: BubblewrapDriver, sandboxes: Sandboxes) -> None:
-    process = sandboxes.start("sleep 1000")
+def test_adopt_is_not_fooled_by_reused_pids(driver: BubblewrapDriver, sandboxes: Sandboxes) -> None:
+    process = sandboxes.start("exit 0")
     record = process.record()
-    someone_else = {**record, "pid": os.getpid()}  # a live pid that is not the sandbox
-    assert driver.adopt(someone_else) is None
-    restarted_later = {**record, "start_ticks": int(str(record["start_ticks"])) + 1}
-    assert driver.adopt(restarted_later) is None
-    assert driver.adopt(record) is not None
-    sandboxes.finish(process)
+    assert wait_status(process) == 0
+    wait_empty(process)
+
+    # bwrap's pid now belongs to a live process that is not the sandbox:
+    assert driver.adopt({**record, "pid": os.getpid()}) is None
+    # and so does the pid bwrap reported for the sandbox's pid 1:
+    status_path = process.run_dir / "status.json"
+    status_path.write_text(
+        status_path.read_text().replace(
+            f'"child-pid": {sandboxes.init_pid(process)}', f'"child-pid": {os.getpid()}'
+        )
+    )
+    assert sandboxes.init_pid(process) == os.getpid()
+    assert driver.adopt(record) is None
+    process.cleanup()
 
 
 def test_adopt_refuses_a_record_of_another_driver(driver: BubblewrapDriver) -> None:
@@ -615,34 +686,40 @@ def test_adopt_refuses_a_record_of_another_driver(driver: BubblewrapDriver) -> N
 
 
 @pytest.fixture
-def plain(sandboxes: Sandboxes) -> PlainDriver:
-    return PlainDriver(warning="test")
+def plain() -> Iterator[Sandboxes]:
+    """Plain processes run as UID on the host itself, so their app dir must be reachable by
+    UID (pytest's tmp dirs are root-only)."""
+    assert os.geteuid() == 0, "the sandbox tests need root (CI runs them as root)"
+    root = Path(tempfile.mkdtemp(prefix="waka-plain-test-"))
+    root.chmod(0o711)
+    started = Sandboxes(PlainDriver(warning="test"), root)
+    try:
+        yield started
+        leaks = started.leaks()
+        started.force_cleanup()
+        assert not leaks, f"the test left processes behind: {leaks}"
+    finally:
+        shutil.rmtree(root)
 
 
-def test_plain_driver_runs_in_app_dir_with_exactly_the_given_env(
-    plain: PlainDriver, sandboxes: Sandboxes
-) -> None:
+def test_plain_driver_runs_in_app_dir_with_exactly_the_given_env(plain: Sandboxes) -> None:
     env = {**PATH_ENV, "A": "1", "MULTI_LINE": "x\ny"}
-    environment = sandboxes.start(["env", "-0"], env=env, driver=plain)
-    where = sandboxes.start("pwd; id -u", driver=plain)
+    environment = plain.start(["env", "-0"], env=env)
+    where = plain.start("pwd; id -u")
     assert wait_status(environment) == 0
     assert wait_status(where) == 0
-    entries = sandboxes.output(environment).split("\0")[:-1]
+    entries = plain.output(environment).split("\0")[:-1]
     assert dict(entry.split("=", 1) for entry in entries) == env
     # A root agent still drops privileges, even without isolation.
-    assert sandboxes.output(where) == f"{sandboxes.app_dir}\n{UID}\n"
+    assert plain.output(where) == f"{plain.app_dir}\n{UID}\n"
     for process in (environment, where):
         wait_empty(process)
         process.cleanup()
 
 
-def test_plain_driver_signals_and_kills_the_whole_session(
-    plain: PlainDriver, sandboxes: Sandboxes
-) -> None:
-    process = sandboxes.start(
-        "sleep 1000 & (sleep 1000 &); echo started > ready; wait", driver=plain
-    )
-    wait_for((sandboxes.app_dir / "ready").exists, "the plain process to start")
+def test_plain_driver_signals_and_kills_the_whole_session(plain: Sandboxes) -> None:
+    process = plain.start("sleep 1000 & (sleep 1000 &); echo started > ready; wait")
+    wait_for((plain.app_dir / "ready").exists, "the plain process to start")
     wait_for(lambda: process.signal_all(0) == 3, "bash, its child and the orphaned sleep")
     assert process.signal_all(signal.SIGTERM) == 3
     assert wait_status(process) == -signal.SIGTERM
@@ -650,11 +727,9 @@ def test_plain_driver_signals_and_kills_the_whole_session(
     process.cleanup()
 
 
-def test_plain_driver_adoption_cannot_know_the_exit_status(
-    plain: PlainDriver, sandboxes: Sandboxes
-) -> None:
-    process = sandboxes.start("sleep 1000", driver=plain)
-    adopted = plain.adopt(process.record())
+def test_plain_driver_adoption_cannot_know_the_exit_status(plain: Sandboxes) -> None:
+    process = plain.start("sleep 1000")
+    adopted = plain.driver.adopt(process.record())
     assert adopted is not None
     process.kill()
     # The parent (which reaps first here) knows; an adopter, not being the parent, cannot.
@@ -662,11 +737,9 @@ def test_plain_driver_adoption_cannot_know_the_exit_status(
     assert wait_status(adopted) == EXIT_STATUS_UNKNOWN
     wait_empty(process)
     process.cleanup()
-    assert plain.adopt(process.record()) is None
+    assert plain.driver.adopt(process.record()) is None
 
 
-def test_plain_driver_refuses_binds_it_cannot_mount(
-    plain: PlainDriver, sandboxes: Sandboxes, tmp_path: Path
-) -> None:
+def test_plain_driver_refuses_binds_it_cannot_mount(plain: Sandboxes, tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="cannot mount /cache"):
-        sandboxes.start("true", driver=plain, binds=[Bind(tmp_path, "/cache")])
+        plain.start("true", binds=[Bind(tmp_path, "/cache")])

@@ -294,3 +294,24 @@ def test_client_that_disconnects_mid_response_does_not_disturb_other_clients() -
         assert (response.status_code, body) == (200, b"other")
 
     run_server(handler, scenario)
+
+
+def test_handler_breaking_the_protocol_only_loses_its_own_connection() -> None:
+    async def handler(request: Request, response: ResponseWriter) -> None:
+        if request.target == "/short":
+            await response.start(200, [("Content-Length", "10")])
+            await response.write(b"abc")  # 7 bytes short of what it promised
+            return
+        await send_text(response, 200, "fine")
+
+    async def scenario(port: int) -> None:
+        client = await Client.connect(port)
+        await client.request("GET", "/short")
+        await client.send(h11.EndOfMessage())
+        assert (await client.response()).status_code == 200
+        with pytest.raises(h11.RemoteProtocolError):
+            await client.body()
+        response, body = await (await Client.connect(port)).get("/")
+        assert (response.status_code, body) == (200, b"fine")
+
+    run_server(handler, scenario)

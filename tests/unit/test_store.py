@@ -35,7 +35,9 @@ def test_a_failed_write_unit_leaves_nothing_behind(tmp_path):
     async def main():
         with pytest.raises(RuntimeError):
             await store.write(half)
-        return await store.read(lambda db: db.execute("SELECT COUNT(*) FROM meta WHERE key='a'").fetchone()[0])
+        return await store.read(
+            lambda db: db.execute("SELECT COUNT(*) FROM meta WHERE key='a'").fetchone()[0]
+        )
 
     assert trio.run(main) == 0
     store.close()
@@ -54,7 +56,12 @@ def test_concurrent_read_modify_write_units_never_lose_an_update(tmp_path):
                 nursery.start_soon(store.write, bump)
 
     trio.run(main)
-    assert store.read_now(lambda db: db.execute("SELECT value FROM meta WHERE key='next_uid'").fetchone()[0]) == "10050"
+    assert (
+        store.read_now(
+            lambda db: db.execute("SELECT value FROM meta WHERE key='next_uid'").fetchone()[0]
+        )
+        == "10050"
+    )
     store.close()
 
 
@@ -62,11 +69,17 @@ def test_deleting_an_app_cascades_to_its_rows(tmp_path):
     store = Store.open(tmp_path / "waka.db")
 
     def seed(db):
-        db.execute("INSERT INTO apps (id, name, uid, stack, created_at) VALUES ('a', 'hello', 10000, 'host', 0)")
+        db.execute(
+            "INSERT INTO apps (id, name, uid, stack, created_at)"
+            " VALUES ('a', 'hello', 10000, 'host', 0)"
+        )
         db.execute("INSERT INTO config_vars VALUES ('a', 'K', 'v')")
         db.execute("INSERT INTO formation VALUES ('a', 'web', 1, 'standard-1x')")
         db.execute("DELETE FROM apps WHERE id = 'a'")
-        return [db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("config_vars", "formation")]
+        return [
+            db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("config_vars", "formation")
+        ]
 
     assert store.write_now(seed) == [0, 0]
     store.close()
