@@ -67,7 +67,10 @@ def test_a_clean_source_tarball_is_accepted(tmp_path):
         (lambda tar: add_file(tar, "/etc/evil"), "/etc/evil"),
         (lambda tar: add_file(tar, "../escape"), "../escape"),
         (lambda tar: add_file(tar, "a/../../escape"), "a/../../escape"),
-        (lambda tar: add_file(tar, "link", b"", type=tarfile.SYMTYPE, linkname="/etc/passwd"), "link"),
+        (
+            lambda tar: add_file(tar, "link", b"", type=tarfile.SYMTYPE, linkname="/etc/passwd"),
+            "link",
+        ),
         (lambda tar: add_file(tar, "dev", b"", type=tarfile.CHRTYPE), "dev"),
     ],
 )

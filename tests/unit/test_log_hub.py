@@ -28,7 +28,12 @@ def test_history_is_per_app():
 def test_dyno_filter_matches_type_prefix_and_exact_name():
     hub = LogHub()
     hub.publish(
-        [line("1", dyno="web.1"), line("2", dyno="web.2"), line("3", dyno="webby.1"), line("4", dyno="worker.1")]
+        [
+            line("1", dyno="web.1"),
+            line("2", dyno="web.2"),
+            line("3", dyno="webby.1"),
+            line("4", dyno="worker.1"),
+        ]
     )
     assert texts(hub.history("a", LogFilter(dyno="web"), 10)) == ["1", "2"]
     assert texts(hub.history("a", LogFilter(dyno="web.2"), 10)) == ["2"]
@@ -36,7 +41,9 @@ def test_dyno_filter_matches_type_prefix_and_exact_name():
 
 def test_source_filter_is_exact():
     hub = LogHub()
-    hub.publish([line("1", source="app"), line("2", source="waka"), line("3", source="application")])
+    hub.publish(
+        [line("1", source="app"), line("2", source="waka"), line("3", source="application")]
+    )
     assert texts(hub.history("a", LogFilter(source="app"), 10)) == ["1"]
 
 
@@ -58,7 +65,9 @@ def test_slow_tail_drops_oldest_and_says_how_many_with_l11():
         _, tail = hub.open_tail("a", LogFilter(), 0)
         hub.publish(line(str(i)) for i in range(10))
         batch = await tail.next_batch()
-        assert batch[0].text.startswith("Error L11 (Tail buffer overflow) -> This tail session dropped 7 messages since ")
+        assert batch[0].text.startswith(
+            "Error L11 (Tail buffer overflow) -> This tail session dropped 7 messages since "
+        )
         assert texts(batch[1:]) == ["7", "8", "9"]
 
     trio.run(main)

@@ -12,7 +12,9 @@ def test_valid_app_names(name):
     assert check_app_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "a", "Hello", "1app", "-app", "my_app", "x" * 31, "app.", "héllo"])
+@pytest.mark.parametrize(
+    "name", ["", "a", "Hello", "1app", "-app", "my_app", "x" * 31, "app.", "héllo"]
+)
 def test_invalid_app_names_are_refused_with_the_rule(name):
     with pytest.raises(InvalidInput, match="lowercase letters, digits and dashes"):
         check_app_name(name)

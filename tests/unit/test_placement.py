@@ -75,7 +75,9 @@ def test_placement_spreads_the_same_app_and_type_first():
 
 
 def test_placement_then_prefers_least_committed_memory_fraction():
-    chosen = place([load("a", committed=500, capacity=1000), load("b", committed=500, capacity=4000)], 100)
+    chosen = place(
+        [load("a", committed=500, capacity=1000), load("b", committed=500, capacity=4000)], 100
+    )
     assert chosen.node_id == "b"
 
 
