@@ -8,6 +8,7 @@ buildpacks print streams back to the controller (and from there to `git push`) l
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.resources
 import logging
 import os
@@ -24,8 +25,9 @@ import trio
 
 from waka.agent._procfile import ProcfileError, parse_procfile, parse_release_yaml
 from waka.agent._sandbox import AppMount, Bind, Driver, SandboxError, SandboxSpec
+from waka.agent._slugpack import LayerCache, pack
 from waka.agent._slugs import SlugCache
-from waka.agent._slugtar import chown_tree, pack, prune
+from waka.agent._slugtar import chown_tree, prune
 from waka.agent._wire import Controller
 from waka.v1.agent_pb2 import BuildJob, BuildResult, SlugRef, SlugUpload, SourceRef
 
@@ -36,6 +38,24 @@ DETECT_ORDER = ("python", "nodejs", "ruby", "go", "java", "php", "static", "proc
 BUILD_PATH = "/waka/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 UPLOAD_CHUNK = 256 * 1024
 OUTPUT_BATCH_SECONDS = 0.05
+
+
+class _Stopwatch:
+    """Times the steps of a build for the agent's log."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._last = clock()
+        self._laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = self._clock()
+        self._laps.append((name, now - self._last))
+        self._last = now
+
+    def __str__(self) -> str:
+        total = sum(t for _, t in self._laps)
+        return f"{total:.2f}s (" + ", ".join(f"{n} {t:.2f}s" for n, t in self._laps) + ")"
 
 
 class BuildFailed(Exception):
@@ -76,6 +96,7 @@ class Builder:
         shutil.rmtree(self.root, ignore_errors=True)  # builds cut off by a restart are lost
         self.root.mkdir(parents=True)
         self.cache_root.mkdir(parents=True, exist_ok=True)
+        self._layers = LayerCache(root / "layers")
         self._driver = driver
         self._slugs = slugs
         self._controller = controller
@@ -124,6 +145,7 @@ class Builder:
     ) -> BuildResult:
         app_dir = work / "app"
         source = work / "source.tar.gz"
+        steps = _Stopwatch(self._clock)
         await trio.to_thread.run_sync(self._download_source, job.build_id, source)
         await trio.to_thread.run_sync(self._unpack_source, source, app_dir, job.uid)
         source.unlink()
@@ -131,26 +153,26 @@ class Builder:
         out_dir = work / "out"
         cache_dir = self.cache_root / job.app
         await trio.to_thread.run_sync(self._prepare, job, env_dir, out_dir, cache_dir)
+        steps.lap("fetch")
 
-        started = self._clock()
         await self._run_buildpacks(job, app_dir, cache_dir, env_dir, out_dir, output)
         process_types, names = self._process_types(app_dir, out_dir)
         output(["-----> Discovering process types", _describe_types(process_types)])
+        steps.lap("buildpacks")
 
         slug_path = work / "slug.tgz"
         output(["-----> Compressing..."])
         await trio.to_thread.run_sync(prune, app_dir)
-        sha, size = await trio.to_thread.run_sync(pack, app_dir, slug_path)
-        output([f"       Done: {_megabytes(size)}"])
-        await trio.to_thread.run_sync(self._upload, job.build_id, slug_path, sha, size)
-        await trio.to_thread.run_sync(self._slugs.adopt_build, sha, app_dir, job.uid)
-        log.info(
-            "built %s in %.2fs: slug %s (%d bytes)",
-            job.app,
-            self._clock() - started,
-            sha[:12],
-            size,
+        sha, size = await trio.to_thread.run_sync(
+            functools.partial(pack, app_dir, slug_path, layers=self._layers, scope=job.app)
         )
+        output([f"       Done: {_megabytes(size)}"])
+        steps.lap("pack")
+        await trio.to_thread.run_sync(self._upload, job.build_id, slug_path, sha, size)
+        steps.lap("upload")
+        await trio.to_thread.run_sync(self._slugs.adopt_build, sha, app_dir, job.uid)
+        steps.lap("keep")
+        log.info("built %s: slug %s (%d bytes), %s", job.app, sha[:12], size, steps)
         return BuildResult(
             build_id=job.build_id,
             ok=True,

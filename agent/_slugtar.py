@@ -1,4 +1,4 @@
-"""Packing a build directory into a slug (gzip'd tar, named by sha256) and unpacking it safely.
+"""Preparing a build directory for packing (prune), and unpacking slugs safely.
 
 Slugs hold virtualenvs whose `bin/python` is an absolute symlink into the stack, so tarfile's
 `data` filter, which refuses absolute link targets, is too strict. A link is resolved inside the
@@ -9,7 +9,6 @@ path goes through a link in the same archive, and otherwise applies the `data` r
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -18,7 +17,6 @@ from pathlib import Path
 
 # Never in a slug: the repository, and buildpack bookkeeping.
 ALWAYS_EXCLUDED = frozenset({".git"})
-COMPRESS_LEVEL = 1
 
 
 class SlugError(Exception):
@@ -57,24 +55,6 @@ def prune(build_dir: Path) -> list[str]:
                 else:
                     path.unlink()
     return removed
-
-
-def pack(build_dir: Path, out: Path) -> tuple[str, int]:
-    """Writes the slug for build_dir (already pruned) to `out`; returns (sha256, size)."""
-
-    def normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        # Owners are meaningless across nodes; the unpacking agent gives the tree to the app's uid.
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info
-
-    with tarfile.open(out, "w:gz", compresslevel=COMPRESS_LEVEL) as tar:
-        tar.add(build_dir, arcname=".", filter=normalize)
-    digest = hashlib.sha256()
-    with out.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest(), out.stat().st_size
 
 
 def _slug_filter(links: set[str]):

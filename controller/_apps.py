@@ -182,7 +182,7 @@ class Apps:
                 config.pop(key, None)
             check_config_size(config)
             db.execute("DELETE FROM config_vars WHERE app_id = ?", (app.id,))
-            db.executemany(
+            db.conn.executemany(
                 "INSERT INTO config_vars (app_id, name, value) VALUES (?, ?, ?)",
                 [(app.id, k, v) for k, v in config.items()],
             )

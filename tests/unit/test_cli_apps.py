@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cli_fakes import TOKEN, WAKA_SCRIPT, Cli, FakePlatform, serving
+from test_cli_fakes import TOKEN, Cli, FakePlatform, serving
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_create_inside_a_repo_adds_the_waka_remote(cli: Cli) -> None:
     assert cli.run("apps:create", "shiny").status == 0
     assert cli.git("remote", "get-url", "waka") == "http://127.0.0.1:7401/shiny.git"
     helper = cli.git("config", "credential.http://127.0.0.1:7401.helper")
-    assert helper == f"{WAKA_SCRIPT} auth:git-credential"
+    assert "admin-token" in helper
 
 
 def test_create_with_no_remote_leaves_the_repo_alone(cli: Cli) -> None:

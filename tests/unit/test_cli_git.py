@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cli_fakes import TOKEN, WAKA_SCRIPT, Cli, FakePlatform, serving
+from test_cli_fakes import TOKEN, Cli, FakePlatform, serving
 
 from waka.cli._git import app_from_git_url
 
@@ -93,7 +93,7 @@ def test_git_remote_adds_the_remote_and_credential_helper(cli: Cli) -> None:
     assert result.out == "set git remote waka to http://127.0.0.1:7401/demo.git\n"
     assert cli.git("remote", "get-url", "waka") == "http://127.0.0.1:7401/demo.git"
     base = "credential.http://127.0.0.1:7401"
-    assert cli.git("config", "--local", f"{base}.helper") == f"{WAKA_SCRIPT} auth:git-credential"
+    assert cli.git("config", "--local", f"{base}.helper").startswith("!")
     assert cli.git("config", "--local", f"{base}.username") == "waka"
 
 
@@ -104,7 +104,7 @@ def test_git_remote_updates_an_existing_remote_once(cli: Cli) -> None:
     assert cli.run("git:remote", "-a", "demo", "-r", "production").status == 0
     assert cli.git("remote", "get-url", "production") == "http://127.0.0.1:7401/demo.git"
     helpers = cli.git("config", "--get-all", "credential.http://127.0.0.1:7401.helper")
-    assert helpers.splitlines() == [f"{WAKA_SCRIPT} auth:git-credential"]
+    assert len(helpers.splitlines()) == 1
 
 
 def test_git_remote_passes_an_explicit_data_dir_to_the_helper(cli: Cli, tmp_path: Path) -> None:
@@ -113,9 +113,10 @@ def test_git_remote_passes_an_explicit_data_dir_to_the_helper(cli: Cli, tmp_path
     data.mkdir()
     (data / "admin-token").write_text(TOKEN)
     assert cli.run("git:remote", "-a", "demo", "--data-dir", str(data)).status == 0
-    helper = cli.git("config", "credential.http://127.0.0.1:7401.helper")
-    # git runs an absolute-path helper through the shell, so later words may be quoted.
-    assert helper == f"{WAKA_SCRIPT} --data-dir '{data}' auth:git-credential"
+    del cli.environ["WAKA_API_KEY"]
+    cli.environ["WAKA_DATA_DIR"] = str(tmp_path / "elsewhere")
+    filled = _git_credential_fill(cli)
+    assert f"password={TOKEN}\n" in filled.stdout, filled.stderr
 
 
 def test_git_remote_outside_a_repo_says_so(cli: Cli) -> None:
@@ -163,23 +164,30 @@ def test_git_asks_the_configured_helper_and_gets_the_token(cli: Cli, tmp_path: P
     assert f"password={TOKEN}\n" in filled.stdout
 
 
-def test_a_waka_path_with_spaces_still_works_as_helper(cli: Cli, tmp_path: Path) -> None:
-    tools = tmp_path / "my tools"
-    tools.mkdir()
-    (tools / "waka").symlink_to(WAKA_SCRIPT)
-    cli.self_command = (str(tools / "waka"),)
+def test_the_helper_answers_only_get_and_prefers_waka_api_key(cli: Cli, tmp_path: Path) -> None:
     cli.git("init", "-q")
     _use_data_dir_token(cli, tmp_path)
     assert cli.run("git:remote", "-a", "demo").status == 0
-    helper = cli.git("config", "credential.http://127.0.0.1:7401.helper")
-    assert helper == f"!'{tools}/waka' auth:git-credential"
+    cli.environ["WAKA_API_KEY"] = "waka_from_the_environment"
     filled = _git_credential_fill(cli)
-    assert filled.returncode == 0, filled.stderr
-    assert f"password={TOKEN}\n" in filled.stdout
+    assert "password=waka_from_the_environment\n" in filled.stdout, filled.stderr
+    helper = cli.git("config", "credential.http://127.0.0.1:7401.helper")
+    stored = subprocess.run(
+        ["sh", "-c", helper.removeprefix("!") + " store"],
+        input="url=http://127.0.0.1:7401\n\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (stored.returncode, stored.stdout) == (0, "")
 
 
 def test_a_relative_data_dir_is_made_absolute_for_the_helper(cli: Cli) -> None:
     cli.git("init", "-q")
     assert cli.run("git:remote", "-a", "demo", "--data-dir", "state").status == 0
-    helper = cli.git("config", "credential.http://127.0.0.1:7401.helper")
-    assert helper == f"{WAKA_SCRIPT} --data-dir {cli.cwd / 'state'} auth:git-credential"
+    (cli.cwd / "state").mkdir()
+    (cli.cwd / "state" / "admin-token").write_text(TOKEN)
+    del cli.environ["WAKA_API_KEY"]
+    cli.cwd = cli.cwd / "state"  # git runs the helper from elsewhere
+    filled = _git_credential_fill(cli)
+    assert f"password={TOKEN}\n" in filled.stdout, filled.stderr

@@ -1,10 +1,12 @@
 import io
 import os
+import subprocess
 import tarfile
 
 import pytest
 
-from waka.agent._slugtar import SlugError, pack, prune, unpack
+from waka.agent._slugpack import LayerCache, pack
+from waka.agent._slugtar import SlugError, prune, unpack
 
 
 def make_tree(root):
@@ -83,3 +85,78 @@ def test_entry_escaping_the_slug_is_refused(tmp_path, name):
     with pytest.raises(SlugError):
         unpack(slug, tmp_path / "dest", uid=0)
     assert not (tmp_path / "escape").exists()
+
+
+def tree_listing(root):
+    result = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            result[rel] = ("link", os.readlink(path))
+        elif path.is_file():
+            result[rel] = ("file", path.read_bytes(), path.stat().st_mode & 0o777)
+        else:
+            result[rel] = ("dir",)
+    return result
+
+
+def big_tree(root):
+    (root / ".venv" / "lib").mkdir(parents=True)
+    for i in range(50):
+        (root / ".venv" / "lib" / f"mod{i}.py").write_text(f"x = {i}\n" * 100)
+    os.symlink("/usr/bin/python3", root / ".venv" / "python")
+    (root / "app.py").write_text("print(1)\n")
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    (root / "run.sh").chmod(0o755)
+
+
+def test_layered_slug_unpacks_to_the_same_tree_with_any_tar_reader(tmp_path):
+    build = tmp_path / "build"
+    build.mkdir()
+    big_tree(build)
+    pack(build, tmp_path / "slug.tgz", layers=LayerCache(tmp_path / "layers"), scope="app")
+    unpack(tmp_path / "slug.tgz", tmp_path / "out", uid=0)
+    assert tree_listing(tmp_path / "out") == tree_listing(build)
+    gnu = tmp_path / "gnu"
+    gnu.mkdir()
+    subprocess.run(["tar", "-xzf", str(tmp_path / "slug.tgz"), "-C", str(gnu)], check=True)
+    assert tree_listing(gnu) == tree_listing(build)
+
+
+def test_unchanged_directory_reuses_its_compressed_layer_and_the_slug_is_identical(tmp_path):
+    build = tmp_path / "build"
+    build.mkdir()
+    big_tree(build)
+    layers = LayerCache(tmp_path / "layers")
+    first = pack(build, tmp_path / "1.tgz", layers=layers, scope="app")
+    assert layers.hits == 0
+    second = pack(build, tmp_path / "2.tgz", layers=layers, scope="app")
+    assert layers.hits == 1
+    assert second == first
+    assert pack(build, tmp_path / "3.tgz") == first  # the cache changes no byte
+
+
+def test_a_code_change_reuses_the_layer_and_still_ships_the_change(tmp_path):
+    build = tmp_path / "build"
+    build.mkdir()
+    big_tree(build)
+    layers = LayerCache(tmp_path / "layers")
+    first, _ = pack(build, tmp_path / "1.tgz", layers=layers, scope="app")
+    (build / "app.py").write_text("print(2)\n")
+    second, _ = pack(build, tmp_path / "2.tgz", layers=layers, scope="app")
+    assert layers.hits == 1 and second != first
+    unpack(tmp_path / "2.tgz", tmp_path / "out", uid=0)
+    assert (tmp_path / "out" / "app.py").read_text() == "print(2)\n"
+
+
+def test_a_changed_directory_is_packed_again(tmp_path):
+    build = tmp_path / "build"
+    build.mkdir()
+    big_tree(build)
+    layers = LayerCache(tmp_path / "layers")
+    pack(build, tmp_path / "1.tgz", layers=layers, scope="app")
+    (build / ".venv" / "lib" / "new.py").write_text("y = 1\n")
+    pack(build, tmp_path / "2.tgz", layers=layers, scope="app")
+    assert layers.hits == 0
+    unpack(tmp_path / "2.tgz", tmp_path / "out", uid=0)
+    assert (tmp_path / "out" / ".venv" / "lib" / "new.py").exists()

@@ -1,0 +1,127 @@
+"""The gRPC API's promises: tokens required and kept apart, health and reflection served."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import Daemon, start_daemon, stop_and_check_clean, wait_for
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from waka.v1 import agent_pb2, agent_pb2_grpc, platform_pb2, platform_pb2_grpc
+
+pytestmark = pytest.mark.root
+
+
+def bearer(token: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+def admin_token(daemon: Daemon) -> str:
+    return (daemon.data_dir / "admin-token").read_text().strip()
+
+
+def node_secret(daemon: Daemon) -> str:
+    return json.loads((daemon.data_dir / "agent" / "node.json").read_text())["secret"]
+
+
+def test_calls_without_a_valid_token_are_unauthenticated(shared_waka: Daemon):
+    with grpc.insecure_channel(shared_waka.api) as channel:
+        apps = platform_pb2_grpc.AppsStub(channel)
+        for metadata in [(), bearer("waka_not-a-real-token"), (("authorization", "Basic x"),)]:
+            with pytest.raises(grpc.RpcError) as caught:
+                apps.List(platform_pb2.Empty(), metadata=metadata, timeout=10)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert apps.List(platform_pb2.Empty(), metadata=bearer(admin_token(shared_waka)))
+
+
+def test_user_token_and_node_credential_cannot_stand_in_for_each_other(shared_waka: Daemon):
+    with grpc.insecure_channel(shared_waka.api) as channel:
+        apps = platform_pb2_grpc.AppsStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            apps.List(platform_pb2.Empty(), metadata=bearer(node_secret(shared_waka)), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        agent = agent_pb2_grpc.AgentStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            list(
+                agent.DownloadSlug(
+                    agent_pb2.SlugRef(sha256="0" * 64),
+                    metadata=bearer(admin_token(shared_waka)),
+                    timeout=10,
+                )
+            )
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as caught:
+            agent.Join(agent_pb2.JoinRequest(name="x"), metadata=bearer(admin_token(shared_waka)))
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_tokens_are_not_stored_in_clear(shared_waka: Daemon):
+    database = (shared_waka.data_dir / "waka.db").read_bytes()
+    assert admin_token(shared_waka).encode() not in database
+    assert node_secret(shared_waka).encode() not in database
+    assert os.stat(shared_waka.data_dir / "admin-token").st_mode & 0o077 == 0
+
+
+def test_health_and_reflection_are_served_without_a_token(shared_waka: Daemon):
+    with grpc.insecure_channel(shared_waka.api) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        response = next(reflection.ServerReflectionInfo(iter([request]), timeout=10))
+        names = {s.name for s in response.list_services_response.service}
+        assert {"waka.v1.Apps", "waka.v1.Logs", "waka.v1.Agent"} <= names
+
+
+def test_cli_reports_a_bad_token_and_an_unreachable_controller(shared_waka: Daemon):
+    shared_waka.extra_env = {"WAKA_API_KEY": "waka_wrong"}
+    try:
+        result = shared_waka.waka("apps", check=False)
+    finally:
+        shared_waka.extra_env = {}
+    assert result.returncode == 1
+    assert "authentication failed" in result.stderr
+    shared_waka.extra_env = {"WAKA_API": "127.0.0.1:9"}
+    try:
+        result = shared_waka.waka("apps", check=False)
+    finally:
+        shared_waka.extra_env = {}
+    assert result.returncode == 1
+    assert "cannot reach the waka controller at 127.0.0.1:9" in result.stderr
+
+
+def test_a_second_agent_joins_with_the_join_token_and_gets_work(
+    shared_waka: Daemon, tmp_path: Path
+):
+    token = (shared_waka.data_dir / "join-token").read_text().strip()
+    second = start_daemon(
+        "agent", tmp_path / "agent2", "--controller", shared_waka.api, "--token", token
+    )
+    try:
+        wait_for(lambda: (tmp_path / "agent2" / "node.json").exists(), 30, "the agent to join")
+        app = tmp_path / "spread"
+        app.mkdir()
+        (app / "Procfile").write_text("worker: echo on $DYNO; exec sleep 1000\n")
+        shared_waka.waka("apps:create", "spread", "--no-remote")
+        shared_waka.waka("deploy", "-a", "spread", str(app))
+        shared_waka.waka("ps:scale", "worker=2", "-a", "spread")
+
+        def on_two_nodes() -> bool:
+            dynos = shared_waka.dynos("spread")
+            return len({d["node"] for d in dynos if d["state"] == "up"}) == 2
+
+        wait_for(on_two_nodes, 60, "worker dynos up on both nodes")
+        shared_waka.waka("apps:destroy", "spread", "--confirm", "spread")
+        wait_for(
+            lambda: not list((tmp_path / "agent2" / "dynos").iterdir()),
+            30,
+            "the second agent to stop the destroyed app's dyno",
+        )
+    finally:
+        stop_and_check_clean(second)
