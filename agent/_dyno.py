@@ -79,6 +79,17 @@ def dyno_environment(spec: DynoSpec, port: int) -> dict[str, str]:
     return env
 
 
+# The exit code reported for a one-off dyno whose process never started.
+NEVER_RAN = -1000
+
+
+def reported_exit_code(code: int) -> int:
+    """Exit codes as shells and Heroku report them: 128+N for a process killed by signal N."""
+    if code in {NEVER_RAN, EXIT_STATUS_UNKNOWN}:
+        return -1
+    return 128 - code if code < 0 else code
+
+
 def exit_description(code: int) -> str:
     if code == EXIT_STATUS_UNKNOWN:
         return "Process exited (status unknown: the agent restarted meanwhile)"
@@ -116,6 +127,8 @@ class Dyno:
         self._sandbox: SandboxProcess | None = None
         self._stop_requested = trio.Event()
         self._kill_deadline: float | None = None
+        self._output: OutputFollower | None = None
+        self._nursery: trio.Nursery
         self.done = trio.Event()
         self._output_offset = 0
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -172,7 +185,7 @@ class Dyno:
             release=self.spec.release,
             pid=self.pid,
             port=self.port if self.spec.type == "web" else 0,
-            exit_code=self.exit_code,
+            exit_code=reported_exit_code(self.exit_code),
             restarts=self.restarts,
             state_changed_us=int(self.state_changed * 1_000_000),
             message=self.message,
@@ -208,10 +221,10 @@ class Dyno:
         self._sandbox = adopted
         if adopted is not None:
             self.pid = adopted.pid
-        output = self._open_output()
+        self._output = self._open_output()
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._ship_output, output)
+                self._nursery = nursery
                 try:
                     await self._life()
                 finally:
@@ -219,8 +232,8 @@ class Dyno:
                         await self._finish_sandbox()
                     nursery.cancel_scope.cancel()
         finally:
-            self._ctx.emit([self._app_line(t) for t in output.flush_partial()])
-            output.close()
+            self._ctx.emit([self._app_line(t) for t in self._output.flush_partial()])
+            self._output.close()
             self.done.set()
 
     def _open_output(self) -> OutputFollower:
@@ -237,31 +250,64 @@ class Dyno:
             text=text,
         )
 
-    async def _ship_output(self, output: OutputFollower) -> None:
-        while True:
-            lines, offset = await output.read_lines()
-            self._ctx.emit([self._app_line(t) for t in lines])
-            # Shipping is at-least-once from here: the shipper holds lines until acknowledged.
-            self._output_offset = offset
-            output.release(offset)
+    async def _ship_output(
+        self, stopped: trio.Event, *, task_status: trio.TaskStatus[trio.CancelScope]
+    ) -> None:
+        """Ships the dyno's output lines as they are written, until its scope is cancelled."""
+        assert self._output is not None
+        try:
+            with trio.CancelScope() as scope:
+                task_status.started(scope)
+                while True:
+                    lines, offset = await self._output.read_lines()
+                    self._ctx.emit([self._app_line(t) for t in lines])
+                    # At-least-once from here: the shipper holds lines until acknowledged.
+                    self._output_offset = offset
+                    self._output.release(offset)
+        finally:
+            stopped.set()
+
+    async def _start_pump(self) -> tuple[trio.CancelScope, trio.Event]:
+        stopped = trio.Event()
+        scope = await self._nursery.start(self._ship_output, stopped)
+        return scope, stopped
+
+    async def _stop_pump(self, pump: tuple[trio.CancelScope, trio.Event]) -> None:
+        """Stops the follower and ships what the process wrote last (partial line included),
+        so its exit line comes after all its output in the log stream."""
+        scope, stopped = pump
+        assert self._output is not None
+        scope.cancel()
+        await stopped.wait()
+        self._ctx.emit([self._app_line(t) for t in self._output.flush_partial()])
+        self._output_offset = self._output.offset
 
     async def _life(self) -> None:
         while not self._stop_requested.is_set():
             if self._sandbox is None:
                 started = await self._start()
                 if not started:
+                    if self.spec.oneoff:
+                        self.exit_code = NEVER_RAN
+                        break  # a one-off dyno that cannot start has ended
                     await self._cool_off(self._ctx.clock())
                     continue
             started_at = self._ctx.clock()
+            pump = await self._start_pump()
             code = await self._supervise()
             self.exit_code = code
+            await self._stop_pump(pump)
             self._say(exit_description(code))
             await self._finish_sandbox()
-            if self._stop_requested.is_set():
+            if self._stop_requested.is_set() or self.spec.oneoff:
                 break
             self._set_state(DynoState.DYNO_STATE_CRASHED)
             await self._cool_off(started_at)
-        self._set_state(DynoState.DYNO_STATE_DOWN)
+        if self.state != DynoState.DYNO_STATE_CRASHED or not self.spec.oneoff:
+            self._set_state(DynoState.DYNO_STATE_DOWN)
+        if self.spec.oneoff:
+            # Run once: stay reported (with the exit code) until the controller lets go.
+            await self._stop_requested.wait()
 
     async def _cool_off(self, started_at: float) -> None:
         delay = self._policy.on_exit(started_at, self._ctx.clock())
@@ -316,6 +362,8 @@ class Dyno:
             if self.state != DynoState.DYNO_STATE_UP:
                 nursery.start_soon(self._watch_boot, sandbox)
             nursery.start_soon(self._terminate_when_asked, sandbox)
+            if self.spec.timeout_seconds:
+                nursery.start_soon(self._kill_after_timeout, sandbox)
             code = await sandbox.wait()
             nursery.cancel_scope.cancel()
         return code
@@ -334,6 +382,14 @@ class Dyno:
         self._say(
             f"Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {timeout}"
             " seconds of launch"
+        )
+        self._say("Stopping process with SIGKILL")
+        sandbox.kill()
+
+    async def _kill_after_timeout(self, sandbox: SandboxProcess) -> None:
+        await trio.sleep(self.spec.timeout_seconds)
+        self._say(
+            f"Error R13 (Run timeout) -> the command ran longer than {self.spec.timeout_seconds}s"
         )
         self._say("Stopping process with SIGKILL")
         sandbox.kill()

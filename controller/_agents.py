@@ -15,6 +15,7 @@ from waka.controller._deploys import Deployer
 from waka.controller._errors import InvalidInput
 from waka.controller._fleet import AgentSession, Fleet
 from waka.controller._logs import LogHub, split_long
+from waka.controller._oneoff import OneOffs
 from waka.controller._reconcile import Reconciler
 from waka.controller._store import Store
 from waka.controller._tokens import Identity, TokenBook, new_token
@@ -72,6 +73,7 @@ class Agents:
         fleet: Fleet,
         reconciler: Reconciler,
         deployer: Deployer,
+        oneoffs: OneOffs,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -80,6 +82,7 @@ class Agents:
         self._fleet = fleet
         self._reconciler = reconciler
         self._deployer = deployer
+        self._oneoffs = oneoffs
         self._clock = clock
 
     async def join(self, join_token: str, name: str, inventory: Inventory) -> JoinResponse:
@@ -159,11 +162,13 @@ class Agents:
         # Apps with a dyno that changed state, appeared or went away.
         changed = {v[0] for k, v in after.items() if before.get(k) != v}
         changed |= {v[0] for k, v in before.items() if k not in after}
+        self._oneoffs.observe(status.dynos)
         await self._reconciler.node_reported(session.node_id, changed)
 
     async def disconnected(self, session: AgentSession) -> None:
         if self._fleet.detach(session):
             self._deployer.on_node_lost(session.node_id)
+            self._oneoffs.node_lost(session.node_id)
             await self._store.write(
                 lambda db: db.execute(
                     "UPDATE nodes SET last_seen = ? WHERE id = ?", (self._clock(), session.node_id)

@@ -19,6 +19,8 @@ from waka.controller._deploys import Deployer
 from waka.controller._errors import InvalidInput, WakaError
 from waka.controller._formation import Formation, ScaleChange
 from waka.controller._logs import LogFilter, LogHub
+from waka.controller._oneoff import OneOffs
+from waka.controller._releaser import Releaser
 from waka.controller._releases import get_release, list_releases
 from waka.controller._rpc import streaming, unary
 from waka.controller._store import Store
@@ -44,6 +46,8 @@ class Services:
     apps: Apps
     formation: Formation
     deployer: Deployer
+    releaser: Releaser
+    oneoffs: OneOffs
     hub: LogHub
     spawn: Callable[..., None]  # starts a task in the controller's nursery (from the trio thread)
     tmp_dir: Path
@@ -103,6 +107,17 @@ class ReleasesServicer(_Base, pb_grpc.ReleasesServicer):
             )
 
         return self.run(read)
+
+    @unary("user")
+    def Rollback(self, request, context, identity: Identity):
+        version, _ = self.run(
+            self.s.releaser.rollback, request.app, request.version, identity.subject
+        )
+        return self.Get(pb.ReleaseRef(app=request.app, version=version), context)
+
+    @unary("user")
+    def Output(self, request, context, identity: Identity):
+        return pb.OutputLines(lines=self.run(self.s.releaser.output, request.app, request.version))
 
 
 class FormationServicer(_Base, pb_grpc.FormationServicer):

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 from sqlite_utils import Database
@@ -18,7 +18,10 @@ from waka.controller._errors import AlreadyExists, InvalidInput, app_not_found
 from waka.controller._logs import LogHub
 from waka.controller._names import check_app_name, random_app_name
 from waka.controller._reconcile import Reconciler
-from waka.controller._releases import create_release, current_config, current_slug
+
+if TYPE_CHECKING:
+    from waka.controller._releaser import Releaser
+from waka.controller._releases import current_config, current_slug
 from waka.controller._store import Store
 from waka.v1.platform_pb2 import App
 
@@ -65,6 +68,7 @@ class Apps:
         store: Store,
         hub: LogHub,
         reconciler: Reconciler,
+        releaser: Releaser,
         repos: Repos,
         *,
         git_url: Callable[[str], str],
@@ -75,6 +79,7 @@ class Apps:
         self._store = store
         self._hub = hub
         self._reconciler = reconciler
+        self._releaser = releaser
         self._repos = repos
         self._git_url = git_url
         self._web_url = web_url
@@ -174,8 +179,7 @@ class Apps:
             if "\x00" in value:
                 raise InvalidInput(f"The value of {key} contains a NUL character.")
 
-        def apply(db: Database) -> tuple[dict[str, str], int]:
-            app = find_app(db, name)
+        def apply(db: Database, app: AppRow) -> None:
             config = current_config(db, app.id)
             config.update(to_set)
             for key in to_unset:
@@ -186,26 +190,24 @@ class Apps:
                 "INSERT INTO config_vars (app_id, name, value) VALUES (?, ?, ?)",
                 [(app.id, k, v) for k, v in config.items()],
             )
-            parts = []
-            if to_set:
-                parts.append(f"Config add {', '.join(sorted(to_set))}")
-            if to_unset:
-                parts.append(f"Config remove {', '.join(sorted(to_unset))}")
-            description = "; ".join(parts) or "Config unchanged"
-            slug = current_slug(db, app.id)
-            version = 0
-            if app.current_release and slug is not None:
-                version = create_release(
-                    db, app.id, description=description, user=user, now=self._clock(), slug=slug
-                )
-            return config, version
 
-        config, version = await self._store.write(apply)
+        parts = []
+        if to_set:
+            parts.append(f"Config add {', '.join(sorted(to_set))}")
+        if to_unset:
+            parts.append(f"Config remove {', '.join(sorted(to_unset))}")
+        description = "; ".join(parts) or "Config unchanged"
+        slug = await self._store.read(lambda db: current_slug(db, find_app(db, name).id))
+        version = 0
+        if slug is None:
+            await self._store.write(lambda db: apply(db, find_app(db, name)))
+        else:
+            version, _ = await self._releaser.release(
+                name, slug=slug, description=description, user=user, prepare=apply, wait=False
+            )
         if to_set:
             self._hub.emit(name, f"Set {', '.join(sorted(to_set))} config vars by {user}")
         if to_unset:
             self._hub.emit(name, f"Unset {', '.join(sorted(to_unset))} config vars by {user}")
-        if version:
-            self._hub.emit(name, f"Release v{version} created by {user}")
-            self._reconciler.kick(name)
+        config = await self.config(name)
         return config, version

@@ -23,8 +23,8 @@ from waka.controller._convert import timestamp
 from waka.controller._errors import NotFound
 from waka.controller._fleet import AgentSession, Fleet
 from waka.controller._logs import LogHub
-from waka.controller._reconcile import Reconciler
-from waka.controller._releases import SlugInfo, create_release, current_config
+from waka.controller._releaser import Releaser
+from waka.controller._releases import SlugInfo, current_config
 from waka.controller._store import Store
 from waka.v1.agent_pb2 import BuildJob, BuildResult, CancelBuild, ControllerMessage
 from waka.v1.platform_pb2 import Build, BuildStatus
@@ -79,7 +79,7 @@ class Deployer:
         store: Store,
         fleet: Fleet,
         hub: LogHub,
-        reconciler: Reconciler,
+        releaser: Releaser,
         *,
         sources: BlobStore,
         slugs: BlobStore,
@@ -90,7 +90,7 @@ class Deployer:
         self._store = store
         self._fleet = fleet
         self._hub = hub
-        self._reconciler = reconciler
+        self._releaser = releaser
         self._sources = sources
         self._slugs = slugs
         self._build_logs = build_logs
@@ -272,27 +272,34 @@ class Deployer:
             buildpacks=list(result.buildpacks),
             stack=result.stack,
         )
-        await output(["-----> Launching..."])
-
-        def release(db: Database) -> tuple[dict, int]:
-            version = create_release(
-                db,
-                app_id,
-                description=f"Deploy {source_version[:7]}",
-                user=user,
-                now=self._clock(),
-                slug=slug,
-            )
-            row = self._mark(db, build_id, "succeeded", slug=slug, release=version)
-            return row, version
-
-        row, version = await self._store.write(release)
+        row = await self._store.write(lambda db: self._mark(db, build_id, "succeeded", slug=slug))
         self._hub.emit(app_name, f"Build succeeded by {user}")
         self._hub.emit(app_name, f"Deploy {source_version[:7]} by {user}")
-        self._hub.emit(app_name, f"Release v{version} created by {user}")
-        await output([f"       Released v{version}"])
-        await self._reconciler.reconcile_app(app_name)
-        return build_message(row, app_name)
+        await output(["-----> Launching..."])
+
+        async def emit(line: str) -> None:
+            await output([line])
+
+        version, live = await self._releaser.release(
+            app_name,
+            slug=slug,
+            description=f"Deploy {source_version[:7]}",
+            user=user,
+            emit=emit,
+        )
+        build = build_message(row, app_name)
+        if live:
+            await self._store.write(
+                lambda db: db.execute(
+                    "UPDATE builds SET release_version = ? WHERE id = ?", (version, build_id)
+                )
+            )
+            build.release = version
+            await output([f"       Released v{version}"])
+        else:
+            build.error = f"the release command failed, so v{version} was not deployed"
+            await output([f" !     Push rejected to {app_name}: v{version} failed."])
+        return build
 
     def _mark(
         self,
@@ -302,12 +309,10 @@ class Deployer:
         *,
         error: str = "",
         slug: SlugInfo | None = None,
-        release: int | None = None,
     ) -> dict:
         db.execute(
             "UPDATE builds SET status = ?, error = ?, finished_at = ?, slug_sha256 = ?,"
-            " slug_size = ?, buildpacks = ?, process_types = ?, stack = ?, release_version = ?"
-            " WHERE id = ?",
+            " slug_size = ?, buildpacks = ?, process_types = ?, stack = ? WHERE id = ?",
             (
                 status,
                 error,
@@ -317,7 +322,6 @@ class Deployer:
                 json.dumps(slug.buildpacks if slug else []),
                 json.dumps(slug.process_types if slug else {}),
                 slug.stack if slug else None,
-                release,
                 build_id,
             ),
         )

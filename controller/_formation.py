@@ -190,6 +190,30 @@ class Formation:
         self._hub.emit(app_name, f"Restart {target or 'all dynos'} by {user}")
         await self._reconciler.reconcile_app(app_name)
 
+    async def stop(self, app_name: str, target: str, user: str) -> None:
+        """Stops one dyno. A formation dyno's slot is then filled again, as on Heroku."""
+        ptype, _, idx = target.partition(".")
+        if not idx.isdigit():
+            raise InvalidInput(f"{target!r} is not a dyno name like web.1 or run.3.")
+
+        def apply(db: Database) -> str | None:
+            app = find_app(db, app_name)
+            row = db.execute(
+                "SELECT id, node_id FROM dynos WHERE app_id = ? AND type = ? AND idx = ?"
+                " AND desired = 'run' ORDER BY seq DESC LIMIT 1",
+                (app.id, ptype, int(idx)),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"No dyno {target} is running on {app_name}.")
+            db.execute("UPDATE dynos SET desired = 'stop' WHERE id = ?", (row[0],))
+            return row[1]
+
+        node_id = await self._store.write(apply)
+        self._hub.emit(app_name, f"Stop {target} by {user}")
+        if node_id:
+            await self._reconciler.push_node(node_id)
+        await self._reconciler.reconcile_app(app_name)
+
     async def dynos(self, app_name: str) -> list[Dyno]:
         def read(db: Database) -> list[dict]:
             app = find_app(db, app_name)

@@ -23,8 +23,9 @@ from waka.controller._placement import DynoRow, NodeLoad, place, plan_app
 from waka.controller._sizes import DEFAULT_SIZES
 from waka.controller._store import Store
 from waka.v1.agent_pb2 import Assignment, ControllerMessage, DynoSpec, SlugRef
-from waka.v1.common_pb2 import DynoSize
+from waka.v1.common_pb2 import DynoSize, DynoState
 
+_ENDED = frozenset({DynoState.DYNO_STATE_DOWN, DynoState.DYNO_STATE_CRASHED})
 STOP_GRACE_SECONDS = 30
 BOOT_TIMEOUT_SECONDS = 60
 
@@ -172,7 +173,7 @@ class Reconciler:
 
     async def reconcile_app(self, app: str) -> None:
         async with self._lock:
-            view = self._fleet_view()
+            view = self.fleet_view()
             touched = await self._store.write(lambda db: self._reconcile_in_tx(db, app, view))
             for node_id in sorted(touched):
                 await self._push_locked(node_id)
@@ -248,7 +249,7 @@ class Reconciler:
                 touched.add(node_id)
         return touched
 
-    def _fleet_view(self) -> FleetView:
+    def fleet_view(self) -> FleetView:
         sessions = self._fleet.sessions()
         return FleetView(
             nodes=tuple(
@@ -271,6 +272,27 @@ class Reconciler:
         ).fetchone()
         return row[0] if row and row[0] else ""
 
+    def place_one(
+        self, db: Database, view: FleetView, app_id: str, ptype: str, size: str
+    ) -> tuple[str | None, str]:
+        """A node for one new dyno (one-offs); call inside a write transaction with a view taken
+        on the trio thread."""
+        committed, groups = _committed_by_node(db, self._sizes)
+        loads = [
+            NodeLoad(
+                node_id=n.node_id,
+                name=n.name,
+                capacity_mb=n.capacity_mb,
+                committed_mb=committed.get(n.node_id, 0),
+                same_group=groups.get((n.node_id, app_id, ptype), 0),
+                has_slug=False,
+            )
+            for n in view.nodes
+        ]
+        need = self._sizes[size].memory_mb if size in self._sizes else 512
+        placement = place(loads, need)
+        return placement.node_id, placement.reason
+
     # ------------------------------------------------------------ node status
 
     async def node_reported(self, node_id: str, changed_apps: set[str]) -> None:
@@ -279,8 +301,9 @@ class Reconciler:
         if session is None:
             return
         running = set(session.dynos)
+        ended = {d.id for d in session.dynos.values() if d.state in _ENDED}
 
-        def forget_stopped(db: Database) -> list[str]:
+        def forget_stopped(db: Database) -> int:
             gone = [
                 r[0]
                 for r in db.execute(
@@ -290,9 +313,18 @@ class Reconciler:
             ]
             for dyno_id in gone:
                 db.execute("DELETE FROM dynos WHERE id = ?", (dyno_id,))
-            return gone
+            # One-off dynos run once: when one has ended, its node may forget it.
+            finished = 0
+            for dyno_id in ended:
+                finished += db.execute(
+                    "UPDATE dynos SET desired = 'stop' WHERE id = ? AND oneoff = 1"
+                    " AND desired = 'run'",
+                    (dyno_id,),
+                ).rowcount
+            return finished
 
-        await self._store.write(forget_stopped)
+        if await self._store.write(forget_stopped):
+            await self.push_node(node_id)
         for app in changed_apps:
             self.kick(app)
 
@@ -318,6 +350,7 @@ class Reconciler:
         specs = []
         for row in db.query(
             "SELECT d.id, d.type, d.idx, d.release_version, d.size, d.oneoff, d.command,"
+            " d.env AS extra_env, d.attach, d.tty, d.timeout_seconds,"
             " a.name AS app, a.uid, a.stack, r.slug_sha256, r.slug_size, r.process_types,"
             " r.config FROM dynos d JOIN apps a ON a.id = d.app_id"
             " JOIN releases r ON r.app_id = d.app_id AND r.version = d.release_version"
@@ -328,6 +361,7 @@ class Reconciler:
             command = row["command"] or process_types.get(row["type"], "")
             name = f"{row['type']}.{row['idx']}"
             env = dict(json.loads(row["config"]))
+            env.update(json.loads(row["extra_env"]))
             env.update(
                 {
                     "WAKA_APP_NAME": row["app"],
@@ -352,6 +386,9 @@ class Reconciler:
                     stack=row["stack"],
                     stop_grace_seconds=self._stop_grace,
                     boot_timeout_seconds=self._boot_timeout,
+                    attach=bool(row["attach"]),
+                    tty=bool(row["tty"]),
+                    timeout_seconds=row["timeout_seconds"],
                 )
             )
         return specs

@@ -124,3 +124,16 @@ def m001_initial(db: Database) -> None:
         CREATE INDEX dynos_by_node ON dynos (node_id);
         """
     )
+
+
+@MIGRATIONS()
+def m002_oneoff_dynos(db: Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE apps ADD COLUMN last_oneoff INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE dynos ADD COLUMN env TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE dynos ADD COLUMN attach INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE dynos ADD COLUMN tty INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE dynos ADD COLUMN timeout_seconds INTEGER NOT NULL DEFAULT 0;
+        """
+    )

@@ -29,7 +29,9 @@ from waka.controller._fleet import Fleet
 from waka.controller._formation import Formation
 from waka.controller._git import GitEndpoint
 from waka.controller._logs import LogHub
+from waka.controller._oneoff import OneOffs
 from waka.controller._reconcile import Reconciler
+from waka.controller._releaser import Releaser
 from waka.controller._store import Store
 from waka.controller._tokens import Identity, TokenBook, new_token, token_hash
 
@@ -55,6 +57,8 @@ class ControllerConfig:
     grpc_workers: int = 200
     resync_interval: float = 5.0
     stop_grace_seconds: int = 30
+    # Release phase: the longest a release command may run.
+    release_timeout: float = 60 * 60
 
 
 @dataclass(frozen=True)
@@ -138,17 +142,6 @@ async def _serve(
         resync_interval=config.resync_interval,
         stop_grace_seconds=config.stop_grace_seconds,
     )
-    deployer = Deployer(
-        store,
-        fleet,
-        hub,
-        reconciler,
-        sources=sources,
-        slugs=slugs,
-        build_logs=data_dir / "builds",
-        build_timeout=config.build_timeout,
-    )
-    agents = Agents(store, tokens, fleet, reconciler, deployer)
 
     http_host, http_port = split_address(config.http)
     api_host, api_port = split_address(config.api)
@@ -184,6 +177,32 @@ async def _serve(
             app_exists=app_exists,
             deploy=git_deploy,
         )
+
+        def spawn(fn: Any, *args: Any) -> None:
+            nursery.start_soon(fn, *args)
+
+        oneoffs = OneOffs(store, fleet, reconciler)
+        releaser = Releaser(
+            store,
+            hub,
+            reconciler,
+            oneoffs,
+            slugs=slugs,
+            output_dir=data_dir / "release-output",
+            spawn=spawn,
+            phase_timeout=config.release_timeout,
+        )
+        deployer = Deployer(
+            store,
+            fleet,
+            hub,
+            releaser,
+            sources=sources,
+            slugs=slugs,
+            build_logs=data_dir / "builds",
+            build_timeout=config.build_timeout,
+        )
+        agents = Agents(store, tokens, fleet, reconciler, deployer, oneoffs)
         bound_http_port = await nursery.start(git.serve, http_host, http_port)
         public_host = config.public_host or http_host
         git_base = f"http://{public_host}:{bound_http_port}"
@@ -191,14 +210,12 @@ async def _serve(
             store,
             hub,
             reconciler,
+            releaser,
             git,
             git_url=lambda app: git.url_for(app, git_base),
             web_url=lambda app: "",
         )
         formation = Formation(store, fleet, hub, reconciler)
-
-        def spawn(fn: Any, *args: Any) -> None:
-            nursery.start_soon(fn, *args)
 
         server = grpc.server(
             ThreadPoolExecutor(max_workers=config.grpc_workers, thread_name_prefix="grpc"),
@@ -219,6 +236,8 @@ async def _serve(
                 apps=apps,
                 formation=formation,
                 deployer=deployer,
+                releaser=releaser,
+                oneoffs=oneoffs,
                 hub=hub,
                 spawn=spawn,
                 tmp_dir=tmp_dir,

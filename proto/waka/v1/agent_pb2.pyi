@@ -7,6 +7,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AttachFrame(_message.Message):
+    __slots__ = ("dyno_id", "stdin", "stdin_eof", "resize", "signal", "stdout", "stderr", "exit_code", "error")
+    DYNO_ID_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    STDIN_EOF_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    dyno_id: str
+    stdin: bytes
+    stdin_eof: bool
+    resize: _common_pb2.WindowSize
+    signal: int
+    stdout: bytes
+    stderr: bytes
+    exit_code: int
+    error: str
+    def __init__(self, dyno_id: _Optional[str] = ..., stdin: _Optional[bytes] = ..., stdin_eof: _Optional[bool] = ..., resize: _Optional[_Union[_common_pb2.WindowSize, _Mapping]] = ..., signal: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
 class JoinRequest(_message.Message):
     __slots__ = ("name", "inventory")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -124,7 +146,7 @@ class Assignment(_message.Message):
     def __init__(self, dynos: _Optional[_Iterable[_Union[DynoSpec, _Mapping]]] = ...) -> None: ...
 
 class DynoSpec(_message.Message):
-    __slots__ = ("id", "app", "name", "type", "release", "slug", "command", "env", "size", "uid", "oneoff", "stack", "stop_grace_seconds", "boot_timeout_seconds")
+    __slots__ = ("id", "app", "name", "type", "release", "slug", "command", "env", "size", "uid", "oneoff", "stack", "stop_grace_seconds", "boot_timeout_seconds", "attach", "tty", "window", "timeout_seconds")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +168,10 @@ class DynoSpec(_message.Message):
     STACK_FIELD_NUMBER: _ClassVar[int]
     STOP_GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BOOT_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ATTACH_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     app: str
     name: str
@@ -160,7 +186,11 @@ class DynoSpec(_message.Message):
     stack: str
     stop_grace_seconds: int
     boot_timeout_seconds: int
-    def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., release: _Optional[int] = ..., slug: _Optional[_Union[SlugRef, _Mapping]] = ..., command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., size: _Optional[_Union[_common_pb2.DynoSize, _Mapping]] = ..., uid: _Optional[int] = ..., oneoff: _Optional[bool] = ..., stack: _Optional[str] = ..., stop_grace_seconds: _Optional[int] = ..., boot_timeout_seconds: _Optional[int] = ...) -> None: ...
+    attach: bool
+    tty: bool
+    window: _common_pb2.WindowSize
+    timeout_seconds: int
+    def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., release: _Optional[int] = ..., slug: _Optional[_Union[SlugRef, _Mapping]] = ..., command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., size: _Optional[_Union[_common_pb2.DynoSize, _Mapping]] = ..., uid: _Optional[int] = ..., oneoff: _Optional[bool] = ..., stack: _Optional[str] = ..., stop_grace_seconds: _Optional[int] = ..., boot_timeout_seconds: _Optional[int] = ..., attach: _Optional[bool] = ..., tty: _Optional[bool] = ..., window: _Optional[_Union[_common_pb2.WindowSize, _Mapping]] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
 
 class SlugRef(_message.Message):
     __slots__ = ("sha256", "size")

@@ -65,6 +65,11 @@ class AgentStub:
                 request_serializer=waka_dot_v1_dot_agent__pb2.SourceRef.SerializeToString,
                 response_deserializer=waka_dot_v1_dot_common__pb2.Chunk.FromString,
                 _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/waka.v1.Agent/Attach',
+                request_serializer=waka_dot_v1_dot_agent__pb2.AttachFrame.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_agent__pb2.AttachFrame.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -110,6 +115,14 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attach(self, request_iterator, context):
+        """The agent's end of an attached one-off dyno (`waka run`): opened by the agent when the
+        controller's assignment has a dyno with `attach`; the first frame names the dyno.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +155,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.DownloadSource,
                     request_deserializer=waka_dot_v1_dot_agent__pb2.SourceRef.FromString,
                     response_serializer=waka_dot_v1_dot_common__pb2.Chunk.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=waka_dot_v1_dot_agent__pb2.AttachFrame.FromString,
+                    response_serializer=waka_dot_v1_dot_agent__pb2.AttachFrame.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -306,6 +324,33 @@ class Agent:
             '/waka.v1.Agent/DownloadSource',
             waka_dot_v1_dot_agent__pb2.SourceRef.SerializeToString,
             waka_dot_v1_dot_common__pb2.Chunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/waka.v1.Agent/Attach',
+            waka_dot_v1_dot_agent__pb2.AttachFrame.SerializeToString,
+            waka_dot_v1_dot_agent__pb2.AttachFrame.FromString,
             options,
             channel_credentials,
             insecure,

@@ -246,6 +246,59 @@ class ScaleRequest(_message.Message):
     changes: _containers.RepeatedCompositeFieldContainer[ScaleChange]
     def __init__(self, app: _Optional[str] = ..., changes: _Optional[_Iterable[_Union[ScaleChange, _Mapping]]] = ...) -> None: ...
 
+class RunSpec(_message.Message):
+    __slots__ = ("app", "command", "size", "env", "tty", "cols", "rows")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    APP_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    command: str
+    size: str
+    env: _containers.ScalarMap[str, str]
+    tty: bool
+    cols: int
+    rows: int
+    def __init__(self, app: _Optional[str] = ..., command: _Optional[str] = ..., size: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., tty: _Optional[bool] = ..., cols: _Optional[int] = ..., rows: _Optional[int] = ...) -> None: ...
+
+class RunInput(_message.Message):
+    __slots__ = ("spec", "stdin", "stdin_eof", "resize", "signal")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    STDIN_EOF_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    spec: RunSpec
+    stdin: bytes
+    stdin_eof: bool
+    resize: _common_pb2.WindowSize
+    signal: int
+    def __init__(self, spec: _Optional[_Union[RunSpec, _Mapping]] = ..., stdin: _Optional[bytes] = ..., stdin_eof: _Optional[bool] = ..., resize: _Optional[_Union[_common_pb2.WindowSize, _Mapping]] = ..., signal: _Optional[int] = ...) -> None: ...
+
+class RunEvent(_message.Message):
+    __slots__ = ("started", "stdout", "stderr", "exit_code", "error")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    started: Dyno
+    stdout: bytes
+    stderr: bytes
+    exit_code: int
+    error: str
+    def __init__(self, started: _Optional[_Union[Dyno, _Mapping]] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
 class DynoTarget(_message.Message):
     __slots__ = ("app", "target")
     APP_FIELD_NUMBER: _ClassVar[int]

@@ -422,6 +422,16 @@ class ReleasesStub:
                 request_serializer=waka_dot_v1_dot_platform__pb2.ReleaseRef.SerializeToString,
                 response_deserializer=waka_dot_v1_dot_platform__pb2.Release.FromString,
                 _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/waka.v1.Releases/Rollback',
+                request_serializer=waka_dot_v1_dot_platform__pb2.ReleaseRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Release.FromString,
+                _registered_method=True)
+        self.Output = channel.unary_unary(
+                '/waka.v1.Releases/Output',
+                request_serializer=waka_dot_v1_dot_platform__pb2.ReleaseRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.OutputLines.FromString,
+                _registered_method=True)
 
 
 class ReleasesServicer:
@@ -436,7 +446,23 @@ class ReleasesServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Get(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Version 0 means the current release.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rollback(self, request, context):
+        """A new release with the slug and config of an earlier one. Version 0 means the release
+        before the current one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Output(self, request, context):
+        """The release phase's output of a release.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -453,6 +479,16 @@ def add_ReleasesServicer_to_server(servicer, server):
                     servicer.Get,
                     request_deserializer=waka_dot_v1_dot_platform__pb2.ReleaseRef.FromString,
                     response_serializer=waka_dot_v1_dot_platform__pb2.Release.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.ReleaseRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Release.SerializeToString,
+            ),
+            'Output': grpc.unary_unary_rpc_method_handler(
+                    servicer.Output,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.ReleaseRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.OutputLines.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -511,6 +547,60 @@ class Releases:
             '/waka.v1.Releases/Get',
             waka_dot_v1_dot_platform__pb2.ReleaseRef.SerializeToString,
             waka_dot_v1_dot_platform__pb2.Release.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Releases/Rollback',
+            waka_dot_v1_dot_platform__pb2.ReleaseRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Release.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Output(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Releases/Output',
+            waka_dot_v1_dot_platform__pb2.ReleaseRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.OutputLines.FromString,
             options,
             channel_credentials,
             insecure,
@@ -663,6 +753,21 @@ class DynosStub:
                 request_serializer=waka_dot_v1_dot_platform__pb2.DynoTarget.SerializeToString,
                 response_deserializer=waka_dot_v1_dot_platform__pb2.Empty.FromString,
                 _registered_method=True)
+        self.Stop = channel.unary_unary(
+                '/waka.v1.Dynos/Stop',
+                request_serializer=waka_dot_v1_dot_platform__pb2.DynoTarget.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Empty.FromString,
+                _registered_method=True)
+        self.RunDetached = channel.unary_unary(
+                '/waka.v1.Dynos/RunDetached',
+                request_serializer=waka_dot_v1_dot_platform__pb2.RunSpec.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Dyno.FromString,
+                _registered_method=True)
+        self.Run = channel.stream_stream(
+                '/waka.v1.Dynos/Run',
+                request_serializer=waka_dot_v1_dot_platform__pb2.RunInput.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.RunEvent.FromString,
+                _registered_method=True)
 
 
 class DynosServicer:
@@ -681,6 +786,28 @@ class DynosServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stop(self, request, context):
+        """Stop one dyno (`web.1`, `run.3`): a formation dyno is then started again, as on Heroku.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunDetached(self, request, context):
+        """A one-off dyno whose output goes to the log stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Run(self, request_iterator, context):
+        """A one-off dyno attached to this stream: the first message carries `spec`; then stdin,
+        window sizes and signals. Events: started, output, exit. Ending the stream stops the dyno.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DynosServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -693,6 +820,21 @@ def add_DynosServicer_to_server(servicer, server):
                     servicer.Restart,
                     request_deserializer=waka_dot_v1_dot_platform__pb2.DynoTarget.FromString,
                     response_serializer=waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+            ),
+            'Stop': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stop,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.DynoTarget.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+            ),
+            'RunDetached': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunDetached,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.RunSpec.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Dyno.SerializeToString,
+            ),
+            'Run': grpc.stream_stream_rpc_method_handler(
+                    servicer.Run,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.RunInput.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.RunEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -749,6 +891,87 @@ class Dynos:
             '/waka.v1.Dynos/Restart',
             waka_dot_v1_dot_platform__pb2.DynoTarget.SerializeToString,
             waka_dot_v1_dot_platform__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stop(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Dynos/Stop',
+            waka_dot_v1_dot_platform__pb2.DynoTarget.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunDetached(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Dynos/RunDetached',
+            waka_dot_v1_dot_platform__pb2.RunSpec.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Dyno.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Run(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/waka.v1.Dynos/Run',
+            waka_dot_v1_dot_platform__pb2.RunInput.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.RunEvent.FromString,
             options,
             channel_credentials,
             insecure,
