@@ -180,6 +180,7 @@ class Agent:
                     watcher=watcher,
                     emit=shipper.emit,
                     changed=self._mark_changed,
+                    controller=self._controller_now,
                 )
                 dynos = DynoManager(self.data_dir / "dynos", context)
                 builder = Builder(

@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 
+from waka.agent._attached import AttachedIO
 from waka.agent._backoff import CrashPolicy
 from waka.agent._follow import FileWatcher, OutputFollower
 from waka.agent._sandbox import (
@@ -37,6 +38,7 @@ from waka.agent._sandbox import (
 )
 from waka.agent._slugs import SlugCache
 from waka.agent._slugtar import SlugError
+from waka.agent._wire import Controller
 from waka.v1.agent_pb2 import DynoSpec, DynoStatus
 from waka.v1.common_pb2 import DynoState, LogLine
 
@@ -59,8 +61,13 @@ PROFILE_PRELUDE = (
 PORT_POLL_INTERVAL = 0.02
 
 
-def dyno_command(command: str) -> list[str]:
-    return ["bash", "-c", PROFILE_PRELUDE + command]
+def dyno_command(command: str, *, tty: bool = False) -> list[str]:
+    argv = ["bash", "-c", PROFILE_PRELUDE + command]
+    if tty:
+        # The sandbox starts a new session without a terminal; make the pty the controlling
+        # terminal of a new session so job control and Ctrl-C work as in any shell.
+        return ["setsid", "--ctty", "--wait", *argv]
+    return argv
 
 
 def dyno_environment(spec: DynoSpec, port: int) -> dict[str, str]:
@@ -108,6 +115,7 @@ class DynoContext:
     watcher: FileWatcher
     emit: Callable[[list[LogLine]], None]
     changed: Callable[[], None]
+    controller: Callable[[], Controller | None] = lambda: None
     clock: Callable[[], float] = time.time
 
 
@@ -128,6 +136,7 @@ class Dyno:
         self._stop_requested = trio.Event()
         self._kill_deadline: float | None = None
         self._output: OutputFollower | None = None
+        self._attached: AttachedIO | None = None
         self._nursery: trio.Nursery
         self.done = trio.Event()
         self._output_offset = 0
@@ -293,10 +302,14 @@ class Dyno:
                     await self._cool_off(self._ctx.clock())
                     continue
             started_at = self._ctx.clock()
-            pump = await self._start_pump()
+            pump = None if self.spec.attach else await self._start_pump()
             code = await self._supervise()
             self.exit_code = code
-            await self._stop_pump(pump)
+            if pump is not None:
+                await self._stop_pump(pump)
+            if self._attached is not None:
+                await self._attached.finish(reported_exit_code(code))
+                self._attached = None
             self._say(exit_description(code))
             await self._finish_sandbox()
             if self._stop_requested.is_set() or self.spec.oneoff:
@@ -329,30 +342,56 @@ class Dyno:
             self._set_state(DynoState.DYNO_STATE_CRASHED, str(error))
             return False
         self._say(f"Starting process with command `{spec.command}`")
+        env = dyno_environment(spec, self.port)
         sandbox_spec = SandboxSpec(
             hostname=spec.name,
-            argv=dyno_command(spec.command),
-            env=dyno_environment(spec, self.port),
+            argv=dyno_command(spec.command, tty=spec.attach and spec.tty),
+            env=env,
             uid=spec.uid,
             app_dir=app_dir,
             app_mount=AppMount.OVERLAY,
         )
-        fd = os.open(self.output_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        attached = None
+        fd = -1
         try:
+            if spec.attach:
+                controller = self._ctx.controller()
+                if controller is None:
+                    raise SandboxError("the controller is unreachable, so nobody is attached")
+                attached = AttachedIO(spec, controller, self._signal)
+                stdin, stdout, stderr = attached.open()
+                await self._nursery.start(attached.run)
+            else:
+                fd = os.open(self.output_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                stdin, stdout, stderr = _devnull(), fd, fd
             self._sandbox = await trio.to_thread.run_sync(
                 lambda: self._ctx.driver.start(
-                    sandbox_spec, self.directory / "run", stdin=_devnull(), stdout=fd, stderr=fd
+                    sandbox_spec,
+                    self.directory / "run",
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=stderr,
                 )
             )
         except (SandboxError, OSError) as error:
             self._say(f"Error R99 (Platform error) -> cannot start the dyno: {error}")
             self._set_state(DynoState.DYNO_STATE_CRASHED, str(error))
+            if attached is not None:
+                await attached.finish(-1)
             return False
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
+            if attached is not None:
+                attached.close_child_fds()
+        self._attached = attached
         self.pid = self._sandbox.pid
         self.save()
         return True
+
+    def _signal(self, sig: int) -> None:
+        if self._sandbox is not None:
+            self._sandbox.signal_all(sig)
 
     async def _supervise(self) -> int:
         """Waits for the process to exit, marking it up once it is ready; returns the exit code."""

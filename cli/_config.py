@@ -8,6 +8,7 @@ import shlex
 from waka.cli._appref import resolve_app
 from waka.cli._connection import connect
 from waka.cli._context import Context
+from waka.cli._dotenv import format_dotenv, parse_dotenv
 from waka.cli._errors import CliError
 from waka.cli._output import action, aligned, app_label, heading, write_json
 from waka.v1 import platform_pb2
@@ -77,3 +78,44 @@ def parse_assignment(text: str) -> tuple[str, str]:
 def parse_assignments(texts: list[str]) -> dict[str, str]:
     """Every ``KEY=value``, in order; a key given twice keeps its last value."""
     return dict(parse_assignment(text) for text in texts)
+
+
+def push(args: argparse.Namespace, ctx: Context) -> int:
+    """``config:push [FILE]``: set every variable of a .env file."""
+    app = resolve_app(args.app, ctx)
+    path = ctx.cwd / args.file
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"{args.file} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise CliError(f"cannot read {args.file}: {error}") from None
+    variables = parse_dotenv(text, args.file)
+    if not variables:
+        raise CliError(f"{args.file} has no config vars")
+    names = ", ".join(variables)
+    with (
+        connect(args.data_dir, ctx.environ) as api,
+        action(ctx.stdout, f"Setting {names} and restarting {app_label(app)}") as outcome,
+    ):
+        change = api.config.Update(platform_pb2.ConfigUpdate(app=app, set=variables))
+        outcome.detail = f"v{change.release}" if change.release else ""
+    return 0
+
+
+def pull(args: argparse.Namespace, ctx: Context) -> int:
+    """``config:pull [FILE]``: write the app's config vars to a .env file.
+
+    As with Heroku's config plugin, values already in the file are kept unless --overwrite.
+    """
+    app = resolve_app(args.app, ctx)
+    path = ctx.cwd / args.file
+    existing: dict[str, str] = {}
+    if path.exists():
+        existing = parse_dotenv(path.read_text(encoding="utf-8"), args.file)
+    with connect(args.data_dir, ctx.environ) as api:
+        remote = dict(api.config.Get(platform_pb2.AppRef(app=app)).vars)
+    merged = {**remote, **existing} if not args.overwrite else {**existing, **remote}
+    path.write_text(format_dotenv(merged), encoding="utf-8")
+    ctx.stdout.write(f"Config for {app_label(app)} written to {args.file}\n")
+    return 0

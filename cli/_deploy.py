@@ -37,7 +37,7 @@ def deploy(args: argparse.Namespace, ctx: Context) -> int:
     if not finished.release:
         reason = finished.error or f"it ended {build_status(finished.status)} without a release"
         raise CliError(f"build {finished.id} failed: {reason}")
-    ctx.stdout.write(f"Released v{finished.release}\n")
+    # The build's own output already ends with "Released vN".
     return 0
 
 

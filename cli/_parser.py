@@ -204,6 +204,61 @@ def _builds_info(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("build_id", metavar="ID")
 
 
+def _rollback(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument(
+        "version", nargs="?", metavar="vN", help="default: the release before the current one"
+    )
+
+
+def _releases_output(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("version", nargs="?", metavar="vN", help="default: the current release")
+
+
+def _ps_stop(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("dyno", metavar="DYNO", help="web.1, run.3")
+
+
+def _ps_resize(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("changes", nargs="+", metavar="TYPE=SIZE", help="web=standard-2x")
+
+
+def _dotenv_file(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("file", nargs="?", default=".env", metavar="FILE", help="default: .env")
+
+
+def _config_pull(parser: argparse.ArgumentParser) -> None:
+    _dotenv_file(parser)
+    parser.add_argument(
+        "-o", "--overwrite", action="store_true", help="replace values already in the file"
+    )
+
+
+def _run(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("-s", "--size", default="", help="dyno size (default: standard-1x)")
+    parser.add_argument(
+        "-e", "--env", default="", metavar="K=V;K2=V2", help="extra environment variables"
+    )
+    parser.add_argument(
+        "--no-tty", action="store_true", help="no terminal: pipes for stdin and output"
+    )
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+
+def _run_detached(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("-s", "--size", default="", help="dyno size (default: standard-1x)")
+    parser.add_argument(
+        "-e", "--env", default="", metavar="K=V;K2=V2", help="extra environment variables"
+    )
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+
 def _help(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topic", nargs="?", metavar="COMMAND")
 
@@ -223,13 +278,31 @@ COMMANDS: tuple[Command, ...] = (
     Command("builds:info", "show one build", "_builds:info", _builds_info),
     Command("releases", "list an app's releases", "_releases:list_releases", _releases),
     Command("releases:info", "show one release", "_releases:info", _releases_info),
+    Command(
+        "releases:output",
+        "show a release's release-phase output",
+        "_releases:output",
+        _releases_output,
+    ),
+    Command("rollback", "roll back to an earlier release", "_releases:rollback", _rollback),
     Command("ps", "list an app's dynos", "_ps:ps", _app_json),
     Command("ps:scale", "scale process types", "_ps:scale", _ps_scale, ("scale",)),
     Command("ps:restart", "restart dynos", "_ps:restart", _ps_restart, ("restart",)),
+    Command("ps:stop", "stop a dyno", "_ps:stop", _ps_stop, ("stop",)),
+    Command("ps:resize", "change process types' dyno size", "_ps:resize", _ps_resize),
+    Command("run", "run a one-off dyno attached to this terminal", "_run:run", _run),
+    Command(
+        "run:detached",
+        "run a one-off dyno; its output goes to the logs",
+        "_run:detached",
+        _run_detached,
+    ),
     Command("config", "show an app's config vars", "_config:show", _config),
     Command("config:get", "print one config var", "_config:get", _config_get),
     Command("config:set", "set config vars and restart", "_config:set_vars", _config_set),
     Command("config:unset", "remove config vars and restart", "_config:unset", _config_unset),
+    Command("config:push", "set config vars from a .env file", "_config:push", _dotenv_file),
+    Command("config:pull", "write config vars to a .env file", "_config:pull", _config_pull),
     Command("logs", "show (and -t: tail) an app's logs", "_logs:logs", _logs),
     Command("auth:token", "print the API token", "_auth:token", _nothing),
     Command(

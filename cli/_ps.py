@@ -12,6 +12,7 @@ from typing import TextIO
 from waka.cli._appref import resolve_app
 from waka.cli._connection import connect
 from waka.cli._context import Context
+from waka.cli._errors import CliError
 from waka.cli._output import action, app_label, write_json
 from waka.cli._records import dyno_record, dyno_state
 from waka.cli._scale import Change, parse_changes
@@ -117,4 +118,33 @@ def restart(args: argparse.Namespace, ctx: Context) -> int:
         action(ctx.stdout, f"Restarting {what} on {app_label(app)}"),
     ):
         api.dynos.Restart(platform_pb2.DynoTarget(app=app, target=target))
+    return 0
+
+
+def stop(args: argparse.Namespace, ctx: Context) -> int:
+    app = resolve_app(args.app, ctx)
+    with (
+        connect(args.data_dir, ctx.environ) as api,
+        action(ctx.stdout, f"Stopping {args.dyno} dyno on {app_label(app)}"),
+    ):
+        api.dynos.Stop(platform_pb2.DynoTarget(app=app, target=args.dyno))
+    return 0
+
+
+def resize(args: argparse.Namespace, ctx: Context) -> int:
+    """``ps:resize web=standard-2x``: a size-only scale."""
+    app = resolve_app(args.app, ctx)
+    changes = parse_changes(args.changes)
+    for change in changes:
+        if change.quantity is not None or not change.size:
+            raise CliError(f'invalid resize argument for "{change.type}": expected TYPE=SIZE')
+    request = platform_pb2.ScaleRequest(app=app, changes=[_scale_change(c) for c in changes])
+    with (
+        connect(args.data_dir, ctx.environ) as api,
+        action(ctx.stdout, "Resizing dynos") as outcome,
+    ):
+        entries = api.formation.Scale(request).entries
+        outcome.detail = "now running " + ", ".join(
+            f"{e.type} at {e.quantity}:{e.size}" for e in _by_type(entries)
+        )
     return 0

@@ -10,7 +10,15 @@ from waka.cli._appref import resolve_app
 from waka.cli._connection import connect
 from waka.cli._context import Context
 from waka.cli._errors import CliError
-from waka.cli._output import aligned, app_label, heading, slug_text, table, write_json
+from waka.cli._output import (
+    action,
+    aligned,
+    app_label,
+    heading,
+    slug_text,
+    table,
+    write_json,
+)
 from waka.cli._records import release_record
 from waka.cli._times import from_timestamp, heroku_time
 from waka.v1 import platform_pb2
@@ -95,3 +103,27 @@ def parse_version(text: str) -> int:
     if not match:
         raise CliError(f'invalid release "{text}": expected vN, e.g. v3')
     return int(match[1])
+
+
+def rollback(args: argparse.Namespace, ctx: Context) -> int:
+    app = resolve_app(args.app, ctx)
+    version = parse_version(args.version) if args.version else 0
+    target = f"v{version}" if version else "the previous release"
+    with (
+        connect(args.data_dir, ctx.environ) as api,
+        action(ctx.stdout, f"Rolling back {app_label(app)} to {target}") as outcome,
+    ):
+        release = api.releases.Rollback(platform_pb2.ReleaseRef(app=app, version=version))
+        outcome.detail = f"v{release.version}"
+    ctx.stdout.write(f"{release.description.replace('Rollback to', 'Rolled back to')}\n")
+    return 0
+
+
+def output(args: argparse.Namespace, ctx: Context) -> int:
+    app = resolve_app(args.app, ctx)
+    version = parse_version(args.version) if args.version else 0
+    with connect(args.data_dir, ctx.environ) as api:
+        lines = api.releases.Output(platform_pb2.ReleaseRef(app=app, version=version)).lines
+    for line in lines:
+        ctx.stdout.write(f"{line}\n")
+    return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,10 +11,11 @@ import grpc
 from sqlite_utils import Database
 
 from waka.controller._agents import Agents, LogIngest
+from waka.controller._attach import AttachHub, Rendezvous
 from waka.controller._blobs import BlobStore, check_sha256
-from waka.controller._bridge import Bridge
+from waka.controller._bridge import Bridge, next_request
 from waka.controller._deploys import Deployer
-from waka.controller._errors import InvalidInput
+from waka.controller._errors import InvalidInput, NotFound
 from waka.controller._rpc import streaming, unary
 from waka.controller._store import Store
 from waka.controller._tokens import Identity, TokenBook
@@ -33,6 +34,7 @@ class AgentServices:
     deployer: Deployer
     slugs: BlobStore
     sources: BlobStore
+    attach: AttachHub
     spawn: Callable[..., None]
     clock: Callable[[], float] = time.time
 
@@ -107,6 +109,25 @@ class AgentServicer(pb_grpc.AgentServicer):
         sha = self.s.bridge.run_sync(self.s.deployer.source_for, request.build_id, identity.subject)
         for data in self.s.sources.chunks(sha):
             yield Chunk(data=data)
+
+    @streaming("node")
+    def Attach(self, request_iterator, context, identity: Identity):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("frame") != "dyno_id":
+            raise InvalidInput("An attach stream must start with the dyno's id.")
+        bridge = self.s.bridge
+        rendezvous = bridge.run_sync(self.s.attach.join, first.dyno_id, identity.subject)
+        if rendezvous is None:
+            raise NotFound(f"No one is waiting for dyno {first.dyno_id} on this node.")
+        bridge.run_sync(self.s.spawn, _pump_dyno_output, request_iterator, rendezvous)
+        while (frame := bridge.run(rendezvous.next_for_dyno)) is not None:
+            yield frame
+
+
+async def _pump_dyno_output(requests: Iterator[pb.AttachFrame], rendezvous: Rendezvous) -> None:
+    """Forwards what the dyno writes (and its exit) to the user."""
+    while (frame := await next_request(requests)) is not None:
+        await rendezvous.to_user(frame)
 
 
 def _bearer(context: grpc.ServicerContext) -> str:

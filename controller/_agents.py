@@ -7,10 +7,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
-import grpc
 import trio
 from sqlite_utils import Database
 
+from waka.controller._bridge import next_request
 from waka.controller._deploys import Deployer
 from waka.controller._errors import InvalidInput
 from waka.controller._fleet import AgentSession, Fleet
@@ -21,14 +21,6 @@ from waka.controller._store import Store
 from waka.controller._tokens import Identity, TokenBook, new_token
 from waka.v1.agent_pb2 import AgentMessage, Hello, Inventory, JoinResponse, NodeStatus
 from waka.v1.common_pb2 import LogBatch, LogLine
-
-
-def _next_message(requests: Iterator[AgentMessage]) -> AgentMessage | None:
-    """Blocks a worker thread until the agent sends something; None when the stream ends."""
-    try:
-        return next(requests, None)
-    except grpc.RpcError:
-        return None
 
 
 class LogIngest:
@@ -134,9 +126,7 @@ class Agents:
         """Reads the agent's messages until its stream ends, then forgets the session."""
         try:
             while not session.closed:
-                message = await trio.to_thread.run_sync(
-                    _next_message, requests, abandon_on_cancel=True
-                )
+                message = await next_request(requests)
                 if message is None:
                     break
                 await self._handle(session, message)

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import trio
 
 from waka.controller._apps import AppRow, Apps, find_app
-from waka.controller._bridge import Bridge
+from waka.controller._attach import AttachHub, Rendezvous
+from waka.controller._bridge import Bridge, next_request
 from waka.controller._deploys import Deployer
 from waka.controller._errors import InvalidInput, WakaError
 from waka.controller._formation import Formation, ScaleChange
 from waka.controller._logs import LogFilter, LogHub
-from waka.controller._oneoff import OneOffs
+from waka.controller._oneoff import OneOff, OneOffs
 from waka.controller._releaser import Releaser
 from waka.controller._releases import get_release, list_releases
 from waka.controller._rpc import streaming, unary
@@ -27,12 +29,15 @@ from waka.controller._store import Store
 from waka.controller._tokens import Identity, TokenBook
 from waka.v1 import platform_pb2 as pb
 from waka.v1 import platform_pb2_grpc as pb_grpc
+from waka.v1.agent_pb2 import AttachFrame
 from waka.v1.common_pb2 import LogBatch
 
 MAX_SOURCE_BYTES = 1024 * 1024 * 1024
 DEFAULT_LOG_LINES = 100
 MAX_LOG_LINES = 1500
 TAIL_BATCH = 200
+# After a one-off dyno ends, how long its exit may take to come through its own stream.
+ATTACH_EXIT_GRACE = 2.0
 _DONE = object()
 
 
@@ -48,6 +53,7 @@ class Services:
     deployer: Deployer
     releaser: Releaser
     oneoffs: OneOffs
+    attach: AttachHub
     hub: LogHub
     spawn: Callable[..., None]  # starts a task in the controller's nursery (from the trio thread)
     tmp_dir: Path
@@ -149,6 +155,96 @@ class DynosServicer(_Base, pb_grpc.DynosServicer):
     def Restart(self, request, context, identity: Identity):
         self.run(self.s.formation.restart, request.app, request.target.strip(), identity.subject)
         return pb.Empty()
+
+    @unary("user")
+    def Stop(self, request, context, identity: Identity):
+        self.run(self.s.formation.stop, request.app, request.target.strip(), identity.subject)
+        return pb.Empty()
+
+    @unary("user")
+    def RunDetached(self, request, context, identity: Identity):
+        async def start() -> pb.Dyno:
+            oneoff = await self.s.oneoffs.create(
+                request.app, request.command, size=request.size, env=dict(request.env)
+            )
+            self.s.hub.emit(
+                request.app,
+                f"Starting process with command `{oneoff.command}` by {identity.subject}",
+            )
+            await self.s.oneoffs.launch(oneoff)
+            return _oneoff_dyno(oneoff)
+
+        return self.run(start)
+
+    @streaming("user")
+    def Run(self, request_iterator, context: grpc.ServicerContext, identity: Identity):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("input") != "spec":
+            raise InvalidInput("The first message of a run must carry its spec.")
+        spec = first.spec
+        bridge = self.s.bridge
+        oneoff, rendezvous = self.run(self._start_attached, spec, identity.subject)
+        try:
+            yield pb.RunEvent(started=_oneoff_dyno(oneoff))
+            bridge.run_sync(self.s.spawn, _pump_user_input, request_iterator, rendezvous)
+            bridge.run_sync(self.s.spawn, self._report_end, oneoff, rendezvous)
+            context.add_callback(lambda: bridge.call_soon(rendezvous.close))
+            while (frame := bridge.run(rendezvous.next_for_user)) is not None:
+                kind = frame.WhichOneof("frame")
+                if kind == "stdout":
+                    yield pb.RunEvent(stdout=frame.stdout)
+                elif kind == "stderr":
+                    yield pb.RunEvent(stderr=frame.stderr)
+                elif kind == "exit_code":
+                    yield pb.RunEvent(exit_code=frame.exit_code)
+                    return
+                elif kind == "error":
+                    yield pb.RunEvent(error=frame.error)
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                bridge.run(self._end_attached, oneoff)
+
+    async def _start_attached(self, spec: pb.RunSpec, user: str) -> tuple[OneOff, Rendezvous]:
+        oneoff = await self.s.oneoffs.create(
+            spec.app,
+            spec.command,
+            size=spec.size,
+            env=dict(spec.env),
+            attach=True,
+            tty=spec.tty,
+            window=(spec.cols, spec.rows),
+        )
+        rendezvous = self.s.attach.open(oneoff.id, oneoff.node_id)
+        self.s.hub.emit(spec.app, f"Starting process with command `{oneoff.command}` by {user}")
+        await self.s.oneoffs.launch(oneoff)
+        return oneoff, rendezvous
+
+    async def _report_end(self, oneoff: OneOff, rendezvous: Rendezvous) -> None:
+        """If the dyno ends without its agent saying so on the stream, say so to the user."""
+        code = await self.s.oneoffs.wait(oneoff)
+        await trio.sleep(ATTACH_EXIT_GRACE)
+        if code < 0:
+            await rendezvous.to_user(
+                AttachFrame(error="the dyno could not start, or its node was lost")
+            )
+        else:
+            await rendezvous.to_user(AttachFrame(exit_code=code))
+
+    async def _end_attached(self, oneoff: OneOff) -> None:
+        self.s.attach.close(oneoff.id)
+        await self.s.oneoffs.remove(oneoff)
+
+
+def _oneoff_dyno(oneoff: OneOff) -> pb.Dyno:
+    return pb.Dyno(
+        id=oneoff.id,
+        app=oneoff.app,
+        name=oneoff.name,
+        type=oneoff.name.partition(".")[0],
+        release=oneoff.release,
+        command=oneoff.command,
+    )
 
 
 class ConfigServicer(_Base, pb_grpc.ConfigServicer):
@@ -258,6 +354,23 @@ class LogsServicer(_Base, pb_grpc.LogsServicer):
                 yield LogBatch(lines=batch)
         finally:
             bridge.call_soon(hub.close_tail, tail)
+
+
+async def _pump_user_input(requests: Iterator[pb.RunInput], rendezvous: Rendezvous) -> None:
+    """Forwards what the user types (and resizes, signals) to the dyno until the user goes."""
+    try:
+        while (message := await next_request(requests)) is not None:
+            kind = message.WhichOneof("input")
+            if kind == "stdin":
+                await rendezvous.to_dyno(AttachFrame(stdin=message.stdin))
+            elif kind == "stdin_eof":
+                await rendezvous.to_dyno(AttachFrame(stdin_eof=True))
+            elif kind == "resize":
+                await rendezvous.to_dyno(AttachFrame(resize=message.resize))
+            elif kind == "signal":
+                await rendezvous.to_dyno(AttachFrame(signal=message.signal))
+    finally:
+        rendezvous.close()
 
 
 def add_platform_servicers(server: grpc.Server, services: Services) -> list[str]:

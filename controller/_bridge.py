@@ -8,9 +8,10 @@ costs about 100 µs.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
+import grpc
 import trio
 
 T = TypeVar("T")
@@ -35,3 +36,15 @@ class Bridge:
         """Schedules fn on the loop without waiting; safe from any thread, even while it stops."""
         with contextlib.suppress(trio.RunFinishedError):
             self._token.run_sync_soon(fn, *args)
+
+
+def _next_or_none(requests: Iterator[T]) -> T | None:
+    try:
+        return next(requests, None)
+    except grpc.RpcError:
+        return None
+
+
+async def next_request(requests: Iterator[T]) -> T | None:
+    """The next message of a client's stream, read on a worker thread; None once it ends."""
+    return await trio.to_thread.run_sync(_next_or_none, requests, abandon_on_cancel=True)

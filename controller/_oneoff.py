@@ -80,6 +80,7 @@ class OneOffs:
         env: Mapping[str, str] | None = None,
         attach: bool = False,
         tty: bool = False,
+        window: tuple[int, int] = (0, 0),
         timeout_seconds: int = 0,
     ) -> OneOff:
         """Records a one-off dyno and places it; `launch` then sends it to its node."""
@@ -113,8 +114,9 @@ class OneOffs:
             dyno_id = uuid.uuid4().hex
             db.execute(
                 "INSERT INTO dynos (id, app_id, type, idx, release_version, node_id, desired,"
-                " created_at, seq, size, oneoff, command, env, attach, tty, timeout_seconds)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'run', ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                " created_at, seq, size, oneoff, command, env, attach, tty, timeout_seconds,"
+                " tty_cols, tty_rows)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'run', ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     dyno_id,
                     app.id,
@@ -130,6 +132,8 @@ class OneOffs:
                     int(attach),
                     int(tty),
                     timeout_seconds,
+                    window[0],
+                    window[1],
                 ),
             )
             return OneOff(dyno_id, app_name, f"{kind}.{idx}", node_id, version, full_command)

@@ -23,7 +23,7 @@ from waka.controller._placement import DynoRow, NodeLoad, place, plan_app
 from waka.controller._sizes import DEFAULT_SIZES
 from waka.controller._store import Store
 from waka.v1.agent_pb2 import Assignment, ControllerMessage, DynoSpec, SlugRef
-from waka.v1.common_pb2 import DynoSize, DynoState
+from waka.v1.common_pb2 import DynoSize, DynoState, WindowSize
 
 _ENDED = frozenset({DynoState.DYNO_STATE_DOWN, DynoState.DYNO_STATE_CRASHED})
 STOP_GRACE_SECONDS = 30
@@ -350,7 +350,7 @@ class Reconciler:
         specs = []
         for row in db.query(
             "SELECT d.id, d.type, d.idx, d.release_version, d.size, d.oneoff, d.command,"
-            " d.env AS extra_env, d.attach, d.tty, d.timeout_seconds,"
+            " d.env AS extra_env, d.attach, d.tty, d.timeout_seconds, d.tty_cols, d.tty_rows,"
             " a.name AS app, a.uid, a.stack, r.slug_sha256, r.slug_size, r.process_types,"
             " r.config FROM dynos d JOIN apps a ON a.id = d.app_id"
             " JOIN releases r ON r.app_id = d.app_id AND r.version = d.release_version"
@@ -388,6 +388,7 @@ class Reconciler:
                     boot_timeout_seconds=self._boot_timeout,
                     attach=bool(row["attach"]),
                     tty=bool(row["tty"]),
+                    window=WindowSize(cols=row["tty_cols"], rows=row["tty_rows"]),
                     timeout_seconds=row["timeout_seconds"],
                 )
             )

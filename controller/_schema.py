@@ -135,5 +135,7 @@ def m002_oneoff_dynos(db: Database) -> None:
         ALTER TABLE dynos ADD COLUMN attach INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE dynos ADD COLUMN tty INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE dynos ADD COLUMN timeout_seconds INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE dynos ADD COLUMN tty_cols INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE dynos ADD COLUMN tty_rows INTEGER NOT NULL DEFAULT 0;
         """
     )

@@ -22,6 +22,7 @@ from waka.controller._agent_api import AgentServices, add_agent_servicer
 from waka.controller._agents import Agents, LogIngest
 from waka.controller._api import Services, add_platform_servicers
 from waka.controller._apps import Apps
+from waka.controller._attach import AttachHub
 from waka.controller._blobs import BlobStore
 from waka.controller._bridge import Bridge
 from waka.controller._deploys import Deployer
@@ -182,6 +183,7 @@ async def _serve(
             nursery.start_soon(fn, *args)
 
         oneoffs = OneOffs(store, fleet, reconciler)
+        attach = AttachHub()
         releaser = Releaser(
             store,
             hub,
@@ -238,6 +240,7 @@ async def _serve(
                 deployer=deployer,
                 releaser=releaser,
                 oneoffs=oneoffs,
+                attach=attach,
                 hub=hub,
                 spawn=spawn,
                 tmp_dir=tmp_dir,
@@ -254,6 +257,7 @@ async def _serve(
                 deployer=deployer,
                 slugs=slugs,
                 sources=sources,
+                attach=attach,
                 spawn=spawn,
             ),
         )
@@ -285,6 +289,7 @@ async def _serve(
             health_servicer.enter_graceful_shutdown()
             hub.close()
             fleet.close()
+            attach.close_all()
             stopped = server.stop(grace=1.0)
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(stopped.wait)

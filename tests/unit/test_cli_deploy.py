@@ -111,7 +111,8 @@ def test_deploy_streams_header_then_chunks_and_reports_the_release(
     result = cli.run("deploy", "-a", "demo", str(app))
     assert result.status == 0, result.err
     assert result.out == (
-        "-----> Python app detected\n-----> Installing requirements\n-----> Done\nReleased v5\n"
+        "-----> Python app detected\n-----> Installing requirements\n-----> Done\n"
+        "       Released v5\n"
     )
     header = platform.calls_to("Builds.Create")[0].header
     assert header.app == "demo"

@@ -228,7 +228,10 @@ class _Builds(_Base, platform_pb2_grpc.BuildsServicer):
         yield platform_pb2.BuildEvent(started=build)
         lines = ["-----> Python app detected", "-----> Installing requirements"]
         yield platform_pb2.BuildEvent(output=platform_pb2.OutputLines(lines=lines))
-        yield platform_pb2.BuildEvent(output=platform_pb2.OutputLines(lines=["-----> Done"]))
+        done = ["-----> Done"]
+        if self.platform.build_release:
+            done.append(f"       Released v{self.platform.build_release}")
+        yield platform_pb2.BuildEvent(output=platform_pb2.OutputLines(lines=done))
         build.release = self.platform.build_release
         build.error = self.platform.build_error
         build.status = (

@@ -1,0 +1,197 @@
+"""The headers the router adds, keeps and drops, on the way to the dyno and back (as Heroku does).
+
+To the dyno:
+- `X-Forwarded-For`: the client's address, appended to any value the client sent.
+- `X-Forwarded-Proto`, `X-Forwarded-Port`: the scheme and port the client used (replaced).
+- `X-Request-Start`: when the router received the request, integer milliseconds since the epoch
+  (Heroku's form; nginx's `t=` prefix is not used).
+- `X-Request-Id`: the client's value when it is 20 to 200 characters of `[A-Za-z0-9+/=-]`,
+  otherwise a new UUID; the same id is logged as `request_id`.
+- `Via`: `1.1 waka` appended (also on the response).
+
+Hop-by-hop headers (`Connection` and what it names, `Keep-Alive`, `Transfer-Encoding`, `TE`,
+`Trailer`, `Upgrade`, `Proxy-Connection`) belong to one connection and never cross the router,
+except `Upgrade` on a WebSocket handshake. `Expect: 100-continue` is answered by the router itself.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from waka.controller._router_http1 import (
+    CHUNKED,
+    NO_BODY,
+    UNTIL_CLOSE,
+    Headers,
+    RequestHead,
+    ResponseHead,
+    connection_tokens,
+)
+
+VIA = b"1.1 waka"
+REQUEST_ID = re.compile(rb"[A-Za-z0-9+/=\-]{20,200}")
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+    }
+)
+# Replaced by the router's own values on the way in.
+_REPLACED = frozenset(
+    {
+        b"x-forwarded-proto",
+        b"x-forwarded-port",
+        b"x-request-start",
+        b"x-request-id",
+        b"expect",
+    }
+)
+_REASONS = {
+    101: b"Switching Protocols",
+    200: b"OK",
+    400: b"Bad Request",
+    404: b"Not Found",
+    431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
+    503: b"Service Unavailable",
+    505: b"HTTP Version Not Supported",
+}
+
+
+def request_id(client_value: bytes | None) -> bytes:
+    if client_value is not None and REQUEST_ID.fullmatch(client_value):
+        return client_value
+    return str(uuid.uuid4()).encode()
+
+
+def is_upgrade(head: RequestHead) -> bool:
+    """A protocol upgrade (WebSocket) the router will splice if the dyno accepts it."""
+    return (
+        head.version == b"1.1"
+        and head.get(b"upgrade") is not None
+        and b"upgrade" in connection_tokens(head.headers)
+    )
+
+
+def expects_continue(head: RequestHead) -> bool:
+    expect = head.get(b"expect")
+    return expect is not None and expect.lower() == b"100-continue" and head.version == b"1.1"
+
+
+def upstream_request(
+    head: RequestHead,
+    *,
+    target: bytes,
+    client_ip: bytes,
+    proto: bytes,
+    port: bytes,
+    start_ms: int,
+    request_id: bytes,
+    upgrade: bool,
+) -> tuple[bytes, bytes]:
+    """The request head for the dyno, and the X-Forwarded-For value it carries."""
+    dropped = connection_tokens(head.headers) - {b"close", b"keep-alive", b"upgrade", b"host"}
+    forwarded_for: bytes | None = None
+    via: bytes | None = None
+    lines = [b"%b %b HTTP/1.1" % (head.method, target)]
+    append = lines.append
+    for lower, name, value in head.headers:
+        if lower in _HOP_BY_HOP or lower in _REPLACED or lower in dropped:
+            continue
+        if lower == b"x-forwarded-for":
+            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+            continue
+        if lower == b"via":
+            via = value if via is None else via + b", " + value
+            continue
+        append(name + b": " + value)
+    forwarded_for = client_ip if not forwarded_for else forwarded_for + b", " + client_ip
+    append(b"X-Forwarded-For: " + forwarded_for)
+    append(b"X-Forwarded-Proto: " + proto)
+    append(b"X-Forwarded-Port: " + port)
+    append(b"X-Request-Start: %d" % start_ms)
+    append(b"X-Request-Id: " + request_id)
+    append(b"Via: " + (VIA if via is None else via + b", " + VIA))
+    if upgrade:
+        append(b"Connection: Upgrade")
+        append(b"Upgrade: " + (head.get(b"upgrade") or b""))
+    if head.framing == CHUNKED:
+        append(b"Transfer-Encoding: chunked")
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines), forwarded_for
+
+
+def client_response(
+    head: ResponseHead, *, framing: int, chunk_it: bool, close: bool, upgrade: bool
+) -> bytes:
+    """The response head for the client. `chunk_it`: the router sends the body chunked."""
+    dropped = connection_tokens(head.headers)
+    via: bytes | None = None
+    lines = [b"HTTP/1.1 %d %b" % (head.status, head.reason)]
+    append = lines.append
+    for lower, name, value in head.headers:
+        if lower in _HOP_BY_HOP or lower in dropped:
+            continue
+        if lower == b"content-length" and framing in (CHUNKED, UNTIL_CLOSE):
+            continue  # the body is re-framed; a stale length would corrupt it
+        if lower == b"via":
+            via = value if via is None else via + b", " + value
+            continue
+        append(name + b": " + value)
+    append(b"Via: " + (VIA if via is None else via + b", " + VIA))
+    if upgrade:
+        append(b"Connection: Upgrade")
+        append(b"Upgrade: " + (head.get(b"upgrade") or b""))
+    elif close:
+        append(b"Connection: close")
+    if chunk_it:
+        append(b"Transfer-Encoding: chunked")
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
+
+
+def simple_response(
+    status: int,
+    body: bytes,
+    *,
+    content_type: bytes = b"text/html; charset=utf-8",
+    close: bool = False,
+    head_only: bool = False,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> bytes:
+    """A complete response made by the router itself (error pages, metrics)."""
+    lines = [
+        b"HTTP/1.1 %d %b" % (status, _REASONS.get(status, b"")),
+        b"Content-Type: " + content_type,
+        b"Content-Length: %d" % len(body),
+        b"Cache-Control: no-cache, no-store",
+        b"Via: " + VIA,
+    ]
+    lines.extend(name + b": " + value for name, value in extra)
+    if close:
+        lines.append(b"Connection: close")
+    lines.append(b"\r\n")
+    head = b"\r\n".join(lines)
+    return head if head_only else head + body
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+__all__ = [
+    "CONTINUE",
+    "NO_BODY",
+    "VIA",
+    "Headers",
+    "client_response",
+    "expects_continue",
+    "is_upgrade",
+    "request_id",
+    "simple_response",
+    "upstream_request",
+]
