@@ -114,9 +114,12 @@ class AttachedIO:
             while True:
                 try:
                     data = await stream.receive_some(READ_SIZE)
-                except OSError as error:
+                except (trio.BrokenResourceError, OSError) as error:
                     # A terminal's master side reports EIO once the dyno's side is closed.
-                    if error.errno != errno.EIO:
+                    cause = (
+                        error.__cause__ if isinstance(error, trio.BrokenResourceError) else error
+                    )
+                    if not isinstance(cause, OSError) or cause.errno != errno.EIO:
                         raise
                     data = b""
                 if not data:

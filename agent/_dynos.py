@@ -108,6 +108,9 @@ class DynoManager:
     async def _supervise(self, dyno: Dyno, sandbox: SandboxProcess | None) -> None:
         try:
             await dyno.run(sandbox)
+        except Exception:
+            # One dyno's trouble must never take the agent (and every other dyno) down.
+            log.exception("dyno %s of %s failed", dyno.spec.name, dyno.spec.app)
         finally:
             self._dynos.pop(dyno.spec.id, None)
             self._ports.release(dyno.port)

@@ -44,7 +44,7 @@ def parse_dotenv(text: str, path: str = ".env") -> dict[str, str]:
         key = key_match.group()
         rest = line[key_match.end() :].lstrip()
         if not rest.startswith("="):
-            raise DotenvError(path, number, f"expected = after {key}")
+            raise DotenvError(path, number, f"expected KEY=value, got {line[:40]!r}")
         raw = rest[1:].lstrip()
         if raw.startswith("'"):
             end = raw.find("'", 1)

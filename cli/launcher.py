@@ -61,6 +61,12 @@ def _controller_options(parser: argparse.ArgumentParser) -> None:
         default=30,
         help="seconds between SIGTERM and SIGKILL when dynos stop (default 30)",
     )
+    parser.add_argument(
+        "--release-timeout",
+        type=float,
+        default=3600,
+        help="seconds a release command may run before the release fails (default 3600)",
+    )
 
 
 def _agent_options(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +137,7 @@ def up(argv: list[str]) -> int:
                 http=args.http,
                 public_host=args.public_host,
                 stop_grace_seconds=args.stop_grace,
+                release_timeout=args.release_timeout,
             ),
         )
         agent_scope = trio.CancelScope()
@@ -189,6 +196,7 @@ def server(argv: list[str]) -> int:
                 http=args.http,
                 public_host=args.public_host,
                 stop_grace_seconds=args.stop_grace,
+                release_timeout=args.release_timeout,
             ),
         )
         print(

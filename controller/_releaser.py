@@ -127,7 +127,9 @@ class Releaser:
                         while (batch := await tail.next_batch()) is not None:
                             for line in batch:
                                 out.write(line.text + "\n")
-                                if line.source == "app":
+                                # The command's output, and the platform's errors about it
+                                # (a timeout, a memory kill) so the pusher sees why it failed.
+                                if line.source == "app" or line.text.startswith("Error "):
                                     await emit(f"       {line.text}")
                             out.flush()
 

@@ -21,9 +21,7 @@ import uuid
 
 from waka.controller._router_http1 import (
     CHUNKED,
-    NO_BODY,
     UNTIL_CLOSE,
-    Headers,
     RequestHead,
     ResponseHead,
     connection_tokens,
@@ -88,16 +86,15 @@ def upstream_request(
     head: RequestHead,
     *,
     target: bytes,
-    client_ip: bytes,
+    forwarded_for: bytes,
     proto: bytes,
     port: bytes,
     start_ms: int,
     request_id: bytes,
     upgrade: bool,
-) -> tuple[bytes, bytes]:
-    """The request head for the dyno, and the X-Forwarded-For value it carries."""
+) -> bytes:
+    """The request head for the dyno. `forwarded_for` comes from `forwarded_for()`."""
     dropped = connection_tokens(head.headers) - {b"close", b"keep-alive", b"upgrade", b"host"}
-    forwarded_for: bytes | None = None
     via: bytes | None = None
     lines = [b"%b %b HTTP/1.1" % (head.method, target)]
     append = lines.append
@@ -105,13 +102,11 @@ def upstream_request(
         if lower in _HOP_BY_HOP or lower in _REPLACED or lower in dropped:
             continue
         if lower == b"x-forwarded-for":
-            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
             continue
         if lower == b"via":
             via = value if via is None else via + b", " + value
             continue
         append(name + b": " + value)
-    forwarded_for = client_ip if not forwarded_for else forwarded_for + b", " + client_ip
     append(b"X-Forwarded-For: " + forwarded_for)
     append(b"X-Forwarded-Proto: " + proto)
     append(b"X-Forwarded-Port: " + port)
@@ -124,7 +119,13 @@ def upstream_request(
     if head.framing == CHUNKED:
         append(b"Transfer-Encoding: chunked")
     lines.append(b"\r\n")
-    return b"\r\n".join(lines), forwarded_for
+    return b"\r\n".join(lines)
+
+
+def forwarded_for(head: RequestHead, client_ip: bytes) -> bytes:
+    """X-Forwarded-For for the dyno: what the client sent, then the client's own address."""
+    sent = [value for lower, _, value in head.headers if lower == b"x-forwarded-for" and value]
+    return b", ".join([*sent, client_ip])
 
 
 def client_response(
@@ -182,16 +183,3 @@ def simple_response(
 
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-__all__ = [
-    "CONTINUE",
-    "NO_BODY",
-    "VIA",
-    "Headers",
-    "client_response",
-    "expects_continue",
-    "is_upgrade",
-    "request_id",
-    "simple_response",
-    "upstream_request",
-]

@@ -233,6 +233,9 @@ class RoutingTable:
         """Still listed and not draining: idle upstream connections to it may be kept."""
         return address in self._listed and not self._is_draining(address)
 
+    def live_addresses(self) -> set[str]:
+        return {a for a in self._listed if not self._is_draining(a)}
+
     async def wait_changed(self) -> None:
         await self._changed.wait()
 

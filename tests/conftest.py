@@ -35,6 +35,8 @@ def wait_for(
     while time.monotonic() < deadline:
         try:
             value = predicate()
+        except AssertionError:
+            raise  # a definite failure, not "not ready yet"
         except Exception as error:  # the thing is not ready yet; keep the reason for the report
             last_error = error
             value = None

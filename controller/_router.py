@@ -1,0 +1,263 @@
+"""The HTTP router: `http://APP.DOMAIN:PORT/` (and custom domains) to the app's web dynos.
+
+This is waka's Heroku router. It listens on `--router HOST:PORT`, finds the app from the Host
+header, forwards each request to one of the app's `up` web dynos on any node, streams bodies both
+ways, splices WebSocket upgrades, adds Heroku's headers, logs one `router` line per request to the
+app's stream, and answers failures with Heroku's H codes. Details live in the modules it is made
+of: `_router_table` (routing state and dyno choice), `_router_proxy` (one request's journey and
+its H codes), `_router_headers`, `_router_http1` (the wire), `_router_pool` (upstream keep-alive),
+`_router_log`, `_router_metrics`, `_router_traefik`.
+
+The seam with the controller (everything on the controller's trio thread; no SQLite per request):
+
+    table = RoutingTable(domain="localhost")
+    router = Router(table, log=lambda app, line: hub.emit(app, line, source="router",
+                                                         dyno="router"))
+    port = await nursery.start(router.serve, "0.0.0.0", 8080)
+
+    # whenever an app's web dynos, release, formation or maintenance flag change:
+    table.update_app(AppRoute.build(app, [WebDyno(name, state, "10.0.0.5:20000", release), ...],
+                                    maintenance=False))
+    table.remove_app(app)                         # app destroyed
+    table.set_domains({"example.home.lan": app})  # every custom domain, whenever one changes
+    # before stopping a web dyno (new dynos already up and in the table):
+    table.drain(address)
+    with trio.move_on_after(grace):
+        await table.wait_drained(address)         # or poll table.in_flight(address)
+    # ...then SIGTERM, and update_app without it once the agent reports it gone.
+
+Metrics: `GET /metrics` (Prometheus text) is answered for the router's own hosts only: the bare
+DOMAIN (`localhost` by default), `localhost`, or an IP literal, i.e. `curl
+http://127.0.0.1:PORT/metrics`. Those hosts are checked after app resolution, so an app (or a
+custom domain) is never shadowed: a host that routes to an app always reaches the app.
+
+HTTP/1.0 clients are served one request per connection (HTTP/1.1 keeps connections alive).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+
+import trio
+
+from waka.controller._router_headers import (
+    forwarded_for,
+    is_upgrade,
+    request_id,
+    simple_response,
+)
+from waka.controller._router_http1 import (
+    NO_BODY,
+    Conn,
+    PeerClosed,
+    ProtocolError,
+    RequestHead,
+    connection_tokens,
+    parse_request_head,
+)
+from waka.controller._router_log import BAD_REQUEST_PAGE, NO_SUCH_APP_PAGE
+from waka.controller._router_metrics import CONTENT_TYPE, RouterMetrics
+from waka.controller._router_pool import UpstreamPool
+from waka.controller._router_proxy import AppRequest, LogSink, Proxy, RouterTimeouts
+from waka.controller._router_table import (
+    AppRoute,
+    Backend,
+    RoutingTable,
+    WebDyno,
+    normalize_host,
+)
+
+log = logging.getLogger(__name__)
+
+POOL_SWEEP_INTERVAL = 1.0
+
+__all__ = ["AppRoute", "Backend", "Router", "RouterTimeouts", "RoutingTable", "WebDyno"]
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Router:
+    def __init__(
+        self,
+        table: RoutingTable,
+        *,
+        log: LogSink,
+        timeouts: RouterTimeouts | None = None,
+        clock: Callable[[], float] = time.time,
+        proto: str = "http",
+    ) -> None:
+        """`log(app, line)` receives each router line; `clock` is the wall clock (X-Request-Start).
+
+        `proto` is what X-Forwarded-Proto says: "https" when a TLS terminator sits in front.
+        """
+        self.table = table
+        self.timeouts = timeouts or RouterTimeouts()
+        self.metrics = RouterMetrics()
+        self._clock = clock
+        self._proto = proto
+        self._pool = UpstreamPool(idle_timeout=self.timeouts.upstream_keepalive)
+        self._proxy = Proxy(table, self._pool, self.metrics, log, self.timeouts)
+
+    async def serve(
+        self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serves until cancelled; `nursery.start` returns the bound port (port 0 picks one)."""
+        listeners = await trio.open_tcp_listeners(port, host=host or None)
+        bound_port = int(listeners[0].socket.getsockname()[1])
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._sweep_pool)
+                await nursery.start(partial(trio.serve_listeners, self._serve_client, listeners))
+                log.info("router on %s:%d for *.%s", host, bound_port, self.table.domain)
+                task_status.started(bound_port)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._pool.aclose()
+
+    async def _sweep_pool(self) -> None:
+        while True:
+            await trio.sleep(POOL_SWEEP_INTERVAL)
+            await self._pool.sweep(trio.current_time(), keep=self.table.live_addresses())
+
+    async def _serve_client(self, stream: trio.SocketStream) -> None:
+        client = Conn(stream)
+        client_ip, local_port = _addresses(stream)
+        keepalive = self.timeouts.client_keepalive
+        try:
+            while True:
+                with trio.move_on_after(keepalive):
+                    raw = await client.read_head()
+                if raw is None:
+                    return
+                received = trio.current_time()
+                try:
+                    head = parse_request_head(raw)
+                    keep = await self._dispatch(client, head, received, client_ip, local_port)
+                except (ProtocolError, _BadRequest) as error:
+                    await client.send(simple_response(error.status, BAD_REQUEST_PAGE, close=True))
+                    return
+                if not keep:
+                    return
+        except ProtocolError as error:  # a head too large to be a request
+            log.debug("router: bad request from %s: %s", client_ip, error)
+            with contextlib.suppress(PeerClosed):
+                await client.send(simple_response(error.status, BAD_REQUEST_PAGE, close=True))
+        except PeerClosed:
+            pass
+        except Exception:
+            # One broken connection must never take the router down with it.
+            log.exception("router: connection from %s failed", client_ip)
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _dispatch(
+        self, client: Conn, head: RequestHead, received: float, client_ip: bytes, port: int
+    ) -> bool:
+        """Serves one request; True if the connection may carry another."""
+        target, host_value = _target_and_host(head)
+        host = normalize_host(host_value.decode("latin-1"))
+        keep_alive = head.version == b"1.1" and b"close" not in connection_tokens(head.headers)
+        app = self.table.resolve(host)
+        route = self.table.route(app) if app is not None else None
+        if app is None or route is None:
+            return await self._serve_router_host(client, head, host, target, keep_alive)
+        request = AppRequest(
+            head=head,
+            app=app,
+            host=host,
+            target=target,
+            forwarded_for=forwarded_for(head, client_ip),
+            port=port,
+            proto=self._proto,
+            received=received,
+            start_ms=int(self._clock() * 1000),
+            request_id=request_id(head.get(b"x-request-id")),
+            keep_alive=keep_alive,
+            upgrade=is_upgrade(head),
+        )
+        return await self._proxy.handle(client, request, route)
+
+    async def _serve_router_host(
+        self, client: Conn, head: RequestHead, host: str, target: bytes, keep_alive: bool
+    ) -> bool:
+        """Requests for no app: metrics on the router's own hosts, a 404 page otherwise."""
+        # The body of such a request is not read; closing is simpler than draining it.
+        keep = keep_alive and head.framing == NO_BODY
+        head_only = head.method == b"HEAD"
+        if (
+            target.partition(b"?")[0] == b"/metrics"
+            and head.method in (b"GET", b"HEAD")
+            and self._is_router_host(host)
+        ):
+            body = self.metrics.render(self.table.in_flight_by_address()).encode()
+            await client.send(
+                simple_response(
+                    200, body, content_type=CONTENT_TYPE, close=not keep, head_only=head_only
+                )
+            )
+            return keep
+        self.metrics.unknown_host += 1
+        await client.send(
+            simple_response(404, NO_SUCH_APP_PAGE, close=not keep, head_only=head_only)
+        )
+        return keep
+
+    def _is_router_host(self, host: str) -> bool:
+        if host in (self.table.domain, "localhost"):
+            return True
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return True
+
+
+def _target_and_host(head: RequestHead) -> tuple[bytes, bytes]:
+    """The origin-form target for the dyno and the host the request is for (RFC 9112 3.2)."""
+    hosts = [value for lower, _, value in head.headers if lower == b"host"]
+    if len(hosts) > 1:
+        raise _BadRequest("more than one Host header")
+    if not hosts and head.version == b"1.1":
+        raise _BadRequest("no Host header")
+    target = head.target
+    if target.startswith(b"/"):
+        return target, hosts[0] if hosts else b""
+    if head.method == b"OPTIONS" and target == b"*":
+        return target, hosts[0] if hosts else b""
+    scheme, sep, rest = target.partition(b"://")
+    if sep and scheme.lower() in (b"http", b"https"):
+        # Absolute form: the URL's authority is the host, whatever the Host header says.
+        end = len(rest)
+        for delimiter in (b"/", b"?"):
+            index = rest.find(delimiter)
+            if 0 <= index < end:
+                end = index
+        authority, path = rest[:end], rest[end:]
+        authority = authority.rpartition(b"@")[2]
+        if not path.startswith(b"/"):
+            path = b"/" + path
+        return path, authority
+    raise _BadRequest("unsupported request target form")
+
+
+def _addresses(stream: trio.SocketStream) -> tuple[bytes, int]:
+    """The client's IP and the local port it connected to."""
+    try:
+        peer = stream.socket.getpeername()
+        local = stream.socket.getsockname()
+    except OSError:
+        return b"", 0
+    ip = str(peer[0])
+    if ip.startswith("::ffff:") and "." in ip:
+        ip = ip[len("::ffff:") :]
+    return ip.encode(), int(local[1])
