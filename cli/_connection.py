@@ -73,6 +73,8 @@ class Api:
         self.dynos = Service(platform_pb2_grpc.DynosStub(channel), target)
         self.config = Service(platform_pb2_grpc.ConfigStub(channel), target)
         self.logs = Service(platform_pb2_grpc.LogsStub(channel), target)
+        self.nodes = Service(platform_pb2_grpc.NodesStub(channel), target)
+        self.domains = Service(platform_pb2_grpc.DomainsStub(channel), target)
 
 
 @contextmanager

@@ -259,6 +259,28 @@ def _run_detached(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
 
 
+def _node_name(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NODE", help="the node's name (see `waka nodes`)")
+
+
+def _nodes_remove(parser: argparse.ArgumentParser) -> None:
+    _node_name(parser)
+    parser.add_argument("--confirm", metavar="NODE", help="the node's name again, to proceed")
+
+
+def _nodes_token(parser: argparse.ArgumentParser) -> None:
+    _json(parser)
+    parser.add_argument("--ttl", default="", help="lifetime, e.g. 15m, 2h, 7d (default: forever)")
+    parser.add_argument(
+        "--uses", type=int, default=0, help="how many agents may join with it (default: any)"
+    )
+
+
+def _hostname(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("hostname", metavar="HOSTNAME", help="e.g. www.example.home.lan")
+
+
 def _help(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topic", nargs="?", metavar="COMMAND")
 
@@ -304,6 +326,24 @@ COMMANDS: tuple[Command, ...] = (
     Command("config:push", "set config vars from a .env file", "_config:push", _dotenv_file),
     Command("config:pull", "write config vars to a .env file", "_config:pull", _config_pull),
     Command("logs", "show (and -t: tail) an app's logs", "_logs:logs", _logs),
+    Command("domains", "list an app's domains", "_domains:list_domains", _app_json),
+    Command("domains:add", "add a custom domain to an app", "_domains:add", _hostname),
+    Command("domains:remove", "remove a custom domain", "_domains:remove", _hostname),
+    Command("maintenance", "show whether maintenance mode is on", "_domains:maintenance", _app),
+    Command("maintenance:on", "serve a maintenance page", "_domains:maintenance_on", _app),
+    Command("maintenance:off", "serve the app again", "_domains:maintenance_off", _app),
+    Command("nodes", "list the nodes", "_nodes:list_nodes", _json),
+    Command("nodes:token", "create a join token for agents", "_nodes:token", _nodes_token),
+    Command("nodes:cordon", "stop placing new dynos on a node", "_nodes:cordon", _node_name),
+    Command("nodes:uncordon", "place dynos on a node again", "_nodes:uncordon", _node_name),
+    Command("nodes:drain", "move a node's dynos elsewhere", "_nodes:drain", _node_name),
+    Command(
+        "nodes:adopt",
+        "stop the dynos a node runs that waka does not know",
+        "_nodes:adopt",
+        _node_name,
+    ),
+    Command("nodes:remove", "revoke and forget a node", "_nodes:remove", _nodes_remove),
     Command("auth:token", "print the API token", "_auth:token", _nothing),
     Command(
         "auth:git-credential",

@@ -53,9 +53,7 @@ def parse_env(text: str) -> dict[str, str]:
 def detached(args: argparse.Namespace, ctx: Context) -> int:
     app = resolve_app(args.app, ctx)
     command = command_text(args.command)
-    spec = platform_pb2.RunSpec(
-        app=app, command=command, size=args.size, env=parse_env(args.env)
-    )
+    spec = platform_pb2.RunSpec(app=app, command=command, size=args.size, env=parse_env(args.env))
     ctx.stdout.write(f"Running `{command}` on {app_label(app)}... ")
     ctx.stdout.flush()
     try:

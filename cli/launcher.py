@@ -22,6 +22,7 @@ from waka.controller import ControllerConfig, run_controller
 
 DEFAULT_API = "127.0.0.1:7400"
 DEFAULT_HTTP = "127.0.0.1:7401"
+DEFAULT_ROUTER = "127.0.0.1:7402"
 
 
 def default_data_dir() -> Path:
@@ -53,6 +54,14 @@ def _controller_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--http", default=DEFAULT_HTTP, help=f"git/HTTP endpoint address (default {DEFAULT_HTTP})"
+    )
+    parser.add_argument(
+        "--router", default=DEFAULT_ROUTER, help=f"HTTP router address (default {DEFAULT_ROUTER})"
+    )
+    parser.add_argument(
+        "--domain",
+        default="localhost",
+        help="apps are served at APP.DOMAIN (default localhost; homelabs use a wildcard DNS name)",
     )
     parser.add_argument("--public-host", default="", help="host name to put in git URLs")
     parser.add_argument(
@@ -135,6 +144,8 @@ def up(argv: list[str]) -> int:
                 data_dir=data_dir,
                 api=args.api,
                 http=args.http,
+                router=args.router,
+                domain=args.domain,
                 public_host=args.public_host,
                 stop_grace_seconds=args.stop_grace,
                 release_timeout=args.release_timeout,
@@ -165,6 +176,7 @@ def up(argv: list[str]) -> int:
             f"waka is up.\n"
             f"  API   {running.api}\n"
             f"  git   http://{running.http}/APP.git\n"
+            f"  apps  http://APP.{args.domain}:{running.router.rpartition(':')[2]}/\n"
             f"  data  {data_dir}\n"
             f"In another shell: waka apps:create hello",
             flush=True,
@@ -194,6 +206,8 @@ def server(argv: list[str]) -> int:
                 data_dir=data_dir,
                 api=args.api,
                 http=args.http,
+                router=args.router,
+                domain=args.domain,
                 public_host=args.public_host,
                 stop_grace_seconds=args.stop_grace,
                 release_timeout=args.release_timeout,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import trio
 from sqlite_utils import Database
@@ -21,6 +21,10 @@ from waka.controller._store import Store
 from waka.controller._tokens import Identity, TokenBook, new_token
 from waka.v1.agent_pb2 import AgentMessage, Hello, Inventory, JoinResponse, NodeStatus
 from waka.v1.common_pb2 import LogBatch, LogLine
+
+
+async def _nothing(_app: str) -> None:
+    return None
 
 
 class LogIngest:
@@ -76,6 +80,8 @@ class Agents:
         self._deployer = deployer
         self._oneoffs = oneoffs
         self._clock = clock
+        # Told about every app whose dynos changed state (the router's table follows).
+        self.on_app_changed: Callable[[str], Awaitable[None]] = _nothing
 
     async def join(self, join_token: str, name: str, inventory: Inventory) -> JoinResponse:
         wanted = name.strip() or "node"
@@ -135,6 +141,7 @@ class Agents:
                 await self.disconnected(session)
 
     async def _handle(self, session: AgentSession, message: AgentMessage) -> None:
+        self._fleet.heard_from(session.node_id)
         kind = message.WhichOneof("message")
         if kind == "status":
             await self._status(session, message.status)
@@ -154,6 +161,8 @@ class Agents:
         changed |= {v[0] for k, v in before.items() if k not in after}
         self._oneoffs.observe(status.dynos)
         await self._reconciler.node_reported(session.node_id, changed)
+        for app in changed:
+            await self.on_app_changed(app)
 
     async def disconnected(self, session: AgentSession) -> None:
         if self._fleet.detach(session):

@@ -21,9 +21,11 @@ from waka.controller._deploys import Deployer
 from waka.controller._errors import InvalidInput, WakaError
 from waka.controller._formation import Formation, ScaleChange
 from waka.controller._logs import LogFilter, LogHub
+from waka.controller._nodes import Nodes
 from waka.controller._oneoff import OneOff, OneOffs
 from waka.controller._releaser import Releaser
 from waka.controller._releases import get_release, list_releases
+from waka.controller._routes import Routes
 from waka.controller._rpc import streaming, unary
 from waka.controller._store import Store
 from waka.controller._tokens import Identity, TokenBook
@@ -54,6 +56,8 @@ class Services:
     releaser: Releaser
     oneoffs: OneOffs
     attach: AttachHub
+    nodes: Nodes
+    routes: Routes
     hub: LogHub
     spawn: Callable[..., None]  # starts a task in the controller's nursery (from the trio thread)
     tmp_dir: Path
@@ -84,6 +88,29 @@ class AppsServicer(_Base, pb_grpc.AppsServicer):
     @unary("user")
     def Destroy(self, request, context, identity: Identity):
         self.run(self.s.apps.destroy, request.app, request.confirm, identity.subject)
+        return pb.Empty()
+
+    @unary("user")
+    def Update(self, request, context, identity: Identity):
+        if request.set_maintenance:
+            return self.run(
+                self.s.apps.set_maintenance, request.app, request.maintenance, identity.subject
+            )
+        return self.run(self.s.apps.get, request.app)
+
+
+class DomainsServicer(_Base, pb_grpc.DomainsServicer):
+    @unary("user")
+    def List(self, request, context, identity: Identity):
+        return pb.DomainList(domains=self.run(self.s.routes.domains, request.app))
+
+    @unary("user")
+    def Add(self, request, context, identity: Identity):
+        return self.run(self.s.routes.add_domain, request.app, request.hostname)
+
+    @unary("user")
+    def Remove(self, request, context, identity: Identity):
+        self.run(self.s.routes.remove_domain, request.app, request.hostname)
         return pb.Empty()
 
 
@@ -236,6 +263,39 @@ class DynosServicer(_Base, pb_grpc.DynosServicer):
         await self.s.oneoffs.remove(oneoff)
 
 
+class NodesServicer(_Base, pb_grpc.NodesServicer):
+    @unary("user")
+    def List(self, request, context, identity: Identity):
+        return pb.NodeList(nodes=self.run(self.s.nodes.list))
+
+    @unary("user")
+    def CreateJoinToken(self, request, context, identity: Identity):
+        return self.run(
+            self.s.nodes.create_join_token, request.ttl_seconds, request.uses, identity.subject
+        )
+
+    @unary("user")
+    def Remove(self, request, context, identity: Identity):
+        self.run(self.s.nodes.remove, request.name)
+        return pb.Empty()
+
+    @unary("user")
+    def Cordon(self, request, context, identity: Identity):
+        return self.run(self.s.nodes.cordon, request.name)
+
+    @unary("user")
+    def Uncordon(self, request, context, identity: Identity):
+        return self.run(self.s.nodes.uncordon, request.name)
+
+    @unary("user")
+    def Drain(self, request, context, identity: Identity):
+        return self.run(self.s.nodes.drain, request.name)
+
+    @unary("user")
+    def Adopt(self, request, context, identity: Identity):
+        return self.run(self.s.nodes.adopt, request.name)
+
+
 def _oneoff_dyno(oneoff: OneOff) -> pb.Dyno:
     return pb.Dyno(
         id=oneoff.id,
@@ -382,7 +442,17 @@ def add_platform_servicers(server: grpc.Server, services: Services) -> list[str]
     pb_grpc.add_ConfigServicer_to_server(ConfigServicer(services), server)
     pb_grpc.add_BuildsServicer_to_server(BuildsServicer(services), server)
     pb_grpc.add_LogsServicer_to_server(LogsServicer(services), server)
-    return [
-        pb.DESCRIPTOR.services_by_name[name].full_name
-        for name in ("Apps", "Releases", "Formation", "Dynos", "Config", "Builds", "Logs")
-    ]
+    pb_grpc.add_NodesServicer_to_server(NodesServicer(services), server)
+    pb_grpc.add_DomainsServicer_to_server(DomainsServicer(services), server)
+    names = (
+        "Apps",
+        "Releases",
+        "Formation",
+        "Dynos",
+        "Config",
+        "Builds",
+        "Logs",
+        "Nodes",
+        "Domains",
+    )
+    return [pb.DESCRIPTOR.services_by_name[name].full_name for name in names]

@@ -33,6 +33,12 @@ class Repos(Protocol):
     def delete_repo(self, app: str) -> None: ...
 
 
+class RouteUpdates(Protocol):
+    async def refresh(self, app: str) -> None: ...
+    def forget(self, app: str) -> None: ...
+    async def load_domains(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class AppRow:
     id: str
@@ -41,16 +47,18 @@ class AppRow:
     stack: str
     created_at: float
     current_release: int
+    maintenance: bool = False
 
 
 def find_app(db: Database, name: str) -> AppRow:
     row = db.execute(
-        "SELECT id, name, uid, stack, created_at, current_release FROM apps WHERE name = ?",
+        "SELECT id, name, uid, stack, created_at, current_release, maintenance FROM apps"
+        " WHERE name = ?",
         (name,),
     ).fetchone()
     if row is None:
         raise app_not_found(name)
-    return AppRow(*row)
+    return AppRow(*row[:6], maintenance=bool(row[6]))
 
 
 def _allocate_uid(db: Database) -> int:
@@ -70,6 +78,7 @@ class Apps:
         reconciler: Reconciler,
         releaser: Releaser,
         repos: Repos,
+        routes: RouteUpdates,
         *,
         git_url: Callable[[str], str],
         web_url: Callable[[str], str],
@@ -81,6 +90,7 @@ class Apps:
         self._reconciler = reconciler
         self._releaser = releaser
         self._repos = repos
+        self._routes = routes
         self._git_url = git_url
         self._web_url = web_url
         self._clock = clock
@@ -96,6 +106,7 @@ class Apps:
             current_release=app.current_release,
             stack=app.stack,
             uid=app.uid,
+            maintenance=app.maintenance,
         )
 
     async def create(self, name: str, user: str) -> App:
@@ -120,16 +131,17 @@ class Apps:
 
         app = await self._store.write(insert)
         await trio.to_thread.run_sync(self._repos.ensure_repo, app.name)
+        await self._routes.refresh(app.name)
         self._hub.emit(app.name, f"Created app {app.name} by {user}")
         return self.message(app)
 
     async def list(self) -> list[App]:
         rows = await self._store.read(
             lambda db: [
-                AppRow(*r)
+                AppRow(*r[:6], maintenance=bool(r[6]))
                 for r in db.execute(
-                    "SELECT id, name, uid, stack, created_at, current_release FROM apps"
-                    " ORDER BY name"
+                    "SELECT id, name, uid, stack, created_at, current_release, maintenance"
+                    " FROM apps ORDER BY name"
                 )
             ]
         )
@@ -147,6 +159,8 @@ class Apps:
         nodes = await self._store.write(lambda db: self._delete(db, app.id))
         await trio.to_thread.run_sync(self._repos.delete_repo, name)
         self._hub.forget(name)
+        self._routes.forget(name)
+        await self._routes.load_domains()
         for node_id in nodes:
             await self._reconciler.push_node(node_id)
         del user
@@ -160,9 +174,26 @@ class Apps:
                 (app_id,),
             )
         }
+        # The nodes still run these dynos until their next assignment: remember them as ours.
+        db.execute(
+            "INSERT OR IGNORE INTO dyno_tombstones (id, node_id) SELECT id, node_id FROM dynos"
+            " WHERE app_id = ? AND node_id IS NOT NULL",
+            (app_id,),
+        )
         # Cascades to config, builds, releases, formation and dynos.
         db.execute("DELETE FROM apps WHERE id = ?", (app_id,))
         return nodes
+
+    async def set_maintenance(self, name: str, on: bool, user: str) -> App:
+        def update(db: Database) -> AppRow:
+            app = find_app(db, name)
+            db.execute("UPDATE apps SET maintenance = ? WHERE id = ?", (int(on), app.id))
+            return find_app(db, name)
+
+        app = await self._store.write(update)
+        await self._routes.refresh(name)
+        self._hub.emit(name, f"Maintenance mode {'enabled' if on else 'disabled'} by {user}")
+        return self.message(app)
 
     # ------------------------------------------------------------ config vars
 

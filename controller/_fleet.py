@@ -63,7 +63,12 @@ class Fleet:
         self._clock = clock
         self._sessions: dict[str, AgentSession] = {}
         self._dyno_node: dict[str, str] = {}
-        self.changed = trio.Event()
+        # When each node was last heard from, kept across disconnects (for liveness).
+        self.heard: dict[str, float] = {}
+        # Each node's liveness state (`ready`, `suspect`, ...), kept by the node monitor.
+        self.states: dict[str, str] = {}
+        # Nodes whose unknown dynos an operator said to stop (`waka nodes:adopt`).
+        self.adopting: set[str] = set()
 
     def attach(self, node_id: str, name: str, inventory: Inventory) -> AgentSession:
         """Registers a new session; an older session of the same node is closed."""
@@ -72,7 +77,19 @@ class Fleet:
             old.close()
         session = AgentSession(node_id, name, inventory, self._clock())
         self._sessions[node_id] = session
+        self.heard_from(node_id)
         return session
+
+    def heard_from(self, node_id: str) -> None:
+        self.heard[node_id] = self._clock()
+
+    def schedulable(self, node_id: str) -> bool:
+        session = self._sessions.get(node_id)
+        return (
+            session is not None
+            and not session.closed
+            and self.states.get(node_id, "ready") == "ready"
+        )
 
     def detach(self, session: AgentSession) -> bool:
         """Forgets a session if it is still the node's current one; True if it was."""
@@ -94,12 +111,16 @@ class Fleet:
         if status.HasField("inventory"):
             session.inventory = status.inventory
         session.status_seen = True
+        self.heard_from(session.node_id)
 
     def session(self, node_id: str) -> AgentSession | None:
         return self._sessions.get(node_id)
 
     def sessions(self) -> list[AgentSession]:
         return list(self._sessions.values())
+
+    def node_of(self, dyno_id: str) -> str | None:
+        return self._dyno_node.get(dyno_id)
 
     def dyno_status(self, dyno_id: str) -> DynoStatus | None:
         node_id = self._dyno_node.get(dyno_id)

@@ -3,6 +3,11 @@
 Everything here runs on the trio thread, so publishing and opening a tail are atomic with respect to
 each other: a tail gets a snapshot of history and every later line, with no gap and no duplicate.
 Ingest never waits on a reader: a tail that falls behind loses its oldest lines, and is told so.
+
+The in-memory ring is the recent history. With a `LogStore`, every published line also goes to
+disk (`--since`/`--until` reach back days, and the ring is refilled from disk after a restart), and
+sinks (the drains) get every line too; both only queue what they are handed, so publishing stays
+as cheap as before.
 """
 
 from __future__ import annotations
@@ -12,10 +17,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
 from waka.v1.common_pb2 import LogLine
+
+if TYPE_CHECKING:
+    from waka.controller._logstore import LogStore
 
 DEFAULT_HISTORY = 1500
 DEFAULT_TAIL_BUFFER = 10_000
@@ -121,12 +130,21 @@ class LogHub:
         history: int = DEFAULT_HISTORY,
         tail_buffer: int = DEFAULT_TAIL_BUFFER,
         clock: Callable[[], float] = time.time,
+        store: LogStore | None = None,
     ) -> None:
         self._history_size = history
         self._tail_buffer = tail_buffer
         self._clock = clock
         self._history: dict[str, deque[LogLine]] = {}
         self._tails: dict[str, set[Tail]] = {}
+        self._store = store
+        self._sinks: list[Callable[[list[LogLine]], None]] = []
+        if store is not None:
+            store.report_to(lambda app, text: self.emit(app, text, dyno="logplex"))
+
+    def add_sink(self, sink: Callable[[list[LogLine]], None]) -> None:
+        """`sink(lines)` gets every published line (one app per call); it must not block."""
+        self._sinks.append(sink)
 
     def publish(self, lines: Iterable[LogLine]) -> None:
         by_app: dict[str, list[LogLine]] = {}
@@ -139,6 +157,10 @@ class LogHub:
             history.extend(app_lines)
             for tail in self._tails.get(app, ()):
                 tail.offer(app_lines)
+            if self._store is not None:
+                self._store.append(app_lines)
+            for sink in self._sinks:
+                sink(app_lines)
 
     def emit(self, app: str, text: str, *, source: str = "waka", dyno: str = "api") -> None:
         """Publishes a platform line, e.g. `waka[api]: Release v2 created by admin`."""
@@ -153,10 +175,72 @@ class LogHub:
         matching = [line for line in self._history.get(app, ()) if log_filter.matches(line)]
         return matching[-num:]
 
+    async def query(
+        self,
+        app: str,
+        log_filter: LogFilter,
+        num: int,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+    ) -> list[LogLine]:
+        """The last `num` lines in [since_us, until_us): from disk when there is a store,
+        otherwise from the ring."""
+        if since_us is None and until_us is None:
+            return self.history(app, log_filter, num)
+        if self._store is None:
+            return [
+                line
+                for line in self.history(app, log_filter, len(self._history.get(app, ())))
+                if (since_us is None or line.time_us >= since_us)
+                and (until_us is None or line.time_us < until_us)
+            ][-num:]
+        return await self._store.query(
+            app, since_us=since_us, until_us=until_us, log_filter=log_filter, limit=num
+        )
+
     def open_tail(self, app: str, log_filter: LogFilter, num: int) -> tuple[list[LogLine], Tail]:
+        tail = self._subscribe(app, log_filter)
+        return self.history(app, log_filter, num), tail
+
+    async def open_tail_since(
+        self, app: str, log_filter: LogFilter, num: int, *, since_us: int
+    ) -> tuple[list[LogLine], Tail]:
+        """Like `open_tail`, with history from `since_us` on (from disk when there is a store).
+
+        The tail subscribes and the store notes the app's last seq in the same step (no
+        checkpoint between them), then history is read up to that seq: every line is either
+        in the history or in the tail, never both, never neither.
+        """
+        if self._store is None:
+            tail = self._subscribe(app, log_filter)
+            return await self.query(app, log_filter, num, since_us=since_us), tail
+        tail = self._subscribe(app, log_filter)
+        upto = self._store.mark(app)
+        try:
+            history = await self._store.query(
+                app, since_us=since_us, log_filter=log_filter, limit=num, upto_seq=upto
+            )
+        except BaseException:
+            self.close_tail(tail)
+            raise
+        return history, tail
+
+    async def preload(self, per_app: int | None = None) -> None:
+        """Refills each app's ring from the store (after a restart). Call before ingest starts:
+        preloaded lines go before anything already in the ring."""
+        if self._store is None:
+            return
+        recent = await self._store.recent(per_app or self._history_size)
+        for app, lines in recent.items():
+            ring: deque[LogLine] = deque(lines, maxlen=self._history_size)
+            ring.extend(self._history.get(app, ()))
+            self._history[app] = ring
+
+    def _subscribe(self, app: str, log_filter: LogFilter) -> Tail:
         tail = Tail(app, log_filter, self._tail_buffer, self._clock)
         self._tails.setdefault(app, set()).add(tail)
-        return self.history(app, log_filter, num), tail
+        return tail
 
     def close_tail(self, tail: Tail) -> None:
         tail.close()
@@ -167,8 +251,11 @@ class LogHub:
                 del self._tails[tail.app]
 
     def forget(self, app: str) -> None:
-        """Drops an app's history and ends its tails (the app was destroyed)."""
+        """Drops an app's history, in memory and on disk, and ends its tails (the app was
+        destroyed)."""
         self._history.pop(app, None)
+        if self._store is not None:
+            self._store.forget(app)
         for tail in self._tails.pop(app, set()):
             tail.close()
 

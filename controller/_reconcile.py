@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import trio
@@ -36,6 +36,7 @@ class NodeView:
     name: str
     capacity_mb: int
     slugs: frozenset[str]
+    schedulable: bool = True
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def _load_snapshot(db: Database, app_name: str) -> AppSnapshot | None:
     return AppSnapshot(app_id, name, release, process_types, formation, sizes, rows)
 
 
-def _committed_by_node(
+def committed_by_node(
     db: Database, sizes: Mapping[str, DynoSize]
 ) -> tuple[dict[str, int], dict[tuple[str, str, str], int]]:
     committed: dict[str, int] = {}
@@ -101,6 +102,19 @@ def _committed_by_node(
         committed[node_id] = committed.get(node_id, 0) + memory * count
         groups[(node_id, app_id, ptype)] = groups.get((node_id, app_id, ptype), 0) + count
     return committed, groups
+
+
+async def _nothing(_app: str, _stopping: list[str]) -> None:
+    return None
+
+
+def _known_dynos(db: Database, node_id: str) -> set[str]:
+    rows = db.execute(
+        "SELECT id FROM dynos WHERE node_id = ? UNION SELECT id FROM dyno_tombstones"
+        " WHERE node_id = ?",
+        (node_id, node_id),
+    )
+    return {r[0] for r in rows}
 
 
 def next_dyno_seq(db: Database) -> int:
@@ -135,6 +149,10 @@ class Reconciler:
         self._wakeup = trio.Event()
         # Why a dyno has no node yet, shown by `waka ps` (memory only: it is recomputed each pass).
         self.pending_reasons: dict[str, str] = {}
+        # Per node, the dynos it runs that the database does not know (see _push_locked).
+        self.unknown: dict[str, list[str]] = {}
+        # Called before assignments go out, with the dynos this pass decided to stop.
+        self.before_push: Callable[[str, list[str]], Awaitable[None]] = _nothing
 
     # ------------------------------------------------------------ triggers
 
@@ -174,14 +192,21 @@ class Reconciler:
     async def reconcile_app(self, app: str) -> None:
         async with self._lock:
             view = self.fleet_view()
-            touched = await self._store.write(lambda db: self._reconcile_in_tx(db, app, view))
+            touched, stopping = await self._store.write(
+                lambda db: self._reconcile_in_tx(db, app, view)
+            )
+            # The router stops sending them requests, and their requests finish, before the
+            # agents are told to stop them.
+            await self.before_push(app, stopping)
             for node_id in sorted(touched):
                 await self._push_locked(node_id)
 
-    def _reconcile_in_tx(self, db: Database, app_name: str, view: FleetView) -> set[str]:
+    def _reconcile_in_tx(
+        self, db: Database, app_name: str, view: FleetView
+    ) -> tuple[set[str], list[str]]:
         snapshot = _load_snapshot(db, app_name)
         if snapshot is None:
-            return set()
+            return set(), []
         plan = plan_app(
             snapshot.formation,
             snapshot.process_types,
@@ -197,7 +222,7 @@ class Reconciler:
             if row.node_id:
                 touched.add(row.node_id)
 
-        committed, groups = _committed_by_node(db, self._sizes)
+        committed, groups = committed_by_node(db, self._sizes)
         slug_sha = self._release_slug(db, snapshot)
 
         def choose(ptype: str, size: str) -> tuple[str | None, str]:
@@ -209,6 +234,7 @@ class Reconciler:
                     committed_mb=committed.get(n.node_id, 0),
                     same_group=groups.get((n.node_id, snapshot.id, ptype), 0),
                     has_slug=slug_sha in n.slugs,
+                    schedulable=n.schedulable,
                 )
                 for n in view.nodes
             ]
@@ -247,7 +273,7 @@ class Reconciler:
                 self.pending_reasons[dyno_id] = reason
             else:
                 touched.add(node_id)
-        return touched
+        return touched, plan.stop
 
     def fleet_view(self) -> FleetView:
         sessions = self._fleet.sessions()
@@ -258,6 +284,7 @@ class Reconciler:
                     name=s.name,
                     capacity_mb=max(int(s.inventory.memory_total_mb), 1),
                     slugs=frozenset(s.slugs),
+                    schedulable=self._fleet.schedulable(s.node_id),
                 )
                 for s in sessions
             ),
@@ -277,7 +304,7 @@ class Reconciler:
     ) -> tuple[str | None, str]:
         """A node for one new dyno (one-offs); call inside a write transaction with a view taken
         on the trio thread."""
-        committed, groups = _committed_by_node(db, self._sizes)
+        committed, groups = committed_by_node(db, self._sizes)
         loads = [
             NodeLoad(
                 node_id=n.node_id,
@@ -286,6 +313,7 @@ class Reconciler:
                 committed_mb=committed.get(n.node_id, 0),
                 same_group=groups.get((n.node_id, app_id, ptype), 0),
                 has_slug=False,
+                schedulable=n.schedulable,
             )
             for n in view.nodes
         ]
@@ -313,6 +341,11 @@ class Reconciler:
             ]
             for dyno_id in gone:
                 db.execute("DELETE FROM dynos WHERE id = ?", (dyno_id,))
+            for (dyno_id,) in db.execute(
+                "SELECT id FROM dyno_tombstones WHERE node_id = ?", (node_id,)
+            ).fetchall():
+                if dyno_id not in running:
+                    db.execute("DELETE FROM dyno_tombstones WHERE id = ?", (dyno_id,))
             # One-off dynos run once: when one has ended, its node may forget it.
             finished = 0
             for dyno_id in ended:
@@ -327,6 +360,27 @@ class Reconciler:
             await self.push_node(node_id)
         for app in changed_apps:
             self.kick(app)
+
+    async def node_down(self, node_id: str) -> None:
+        """A node is lost: its dynos are replaced elsewhere, and stopped there if it returns."""
+
+        def abandon(db: Database) -> list[str]:
+            apps = [
+                r[0]
+                for r in db.execute(
+                    "SELECT DISTINCT a.name FROM dynos d JOIN apps a ON a.id = d.app_id"
+                    " WHERE d.node_id = ? AND d.desired = 'run'",
+                    (node_id,),
+                )
+            ]
+            db.execute(
+                "UPDATE dynos SET desired = 'stop' WHERE node_id = ? AND desired = 'run'",
+                (node_id,),
+            )
+            return apps
+
+        for app in await self._store.write(abandon):
+            await self.reconcile_app(app)
 
     # ------------------------------------------------------------ assignments
 
@@ -343,8 +397,15 @@ class Reconciler:
         session = self._fleet.session(node_id)
         if session is None:
             return
-        specs = await self._store.read(lambda db: self._assignment_for(db, node_id))
-        session.send(ControllerMessage(assignment=Assignment(dynos=specs)))
+        specs, known = await self._store.read(
+            lambda db: (self._assignment_for(db, node_id), _known_dynos(db, node_id))
+        )
+        # A dyno the node runs that this database never heard of (it was restored, or is new)
+        # is left alone, not stopped, until an operator says otherwise.
+        unknown = sorted(set(session.dynos) - known)
+        self.unknown[node_id] = unknown
+        keep = [] if node_id in self._fleet.adopting else unknown
+        session.send(ControllerMessage(assignment=Assignment(dynos=specs, keep=keep)))
 
     def _assignment_for(self, db: Database, node_id: str) -> list[DynoSpec]:
         specs = []

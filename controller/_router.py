@@ -26,7 +26,8 @@ The seam with the controller (everything on the controller's trio thread; no SQL
         await table.wait_drained(address)         # or poll table.in_flight(address)
     # ...then SIGTERM, and update_app without it once the agent reports it gone.
 
-Metrics: `GET /metrics` (Prometheus text) is answered for the router's own hosts only: the bare
+Metrics: `GET /metrics` (Prometheus text), and `GET /traefik.json` (the routing table in Traefik's
+HTTP-provider format) are answered for the router's own hosts only: the bare
 DOMAIN (`localhost` by default), `localhost`, or an IP literal, i.e. `curl
 http://127.0.0.1:PORT/metrics`. Those hosts are checked after app resolution, so an app (or a
 custom domain) is never shadowed: a host that routes to an app always reaches the app.
@@ -37,11 +38,14 @@ HTTP/1.0 clients are served one request per connection (HTTP/1.1 keeps connectio
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
+import json
 import logging
+import math
+import socket
 import time
 from collections.abc import Callable
-from functools import partial
 
 import trio
 
@@ -71,10 +75,18 @@ from waka.controller._router_table import (
     WebDyno,
     normalize_host,
 )
+from waka.controller._router_traefik import traefik_config
+from waka.controller._router_watchdog import Timer, Watchdog
 
 log = logging.getLogger(__name__)
 
 POOL_SWEEP_INTERVAL = 1.0
+WATCHDOG_TICK_MAX = 0.25
+WATCHDOG_TICK_MIN = 0.005
+LISTEN_BACKLOG = 1024
+ACCEPT_BATCH = 64
+ACCEPT_BACKOFF = 0.1
+ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 __all__ = ["AppRoute", "Backend", "Router", "RouterTimeouts", "RoutingTable", "WebDyno"]
 
@@ -105,48 +117,75 @@ class Router:
         self._clock = clock
         self._proto = proto
         self._pool = UpstreamPool(idle_timeout=self.timeouts.upstream_keepalive)
-        self._proxy = Proxy(table, self._pool, self.metrics, log, self.timeouts)
+        self._watchdog = Watchdog(watchdog_tick(self.timeouts))
+        self._proxy = Proxy(table, self._pool, self.metrics, log, self.timeouts, self._watchdog)
 
     async def serve(
         self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Serves until cancelled; `nursery.start` returns the bound port (port 0 picks one)."""
-        listeners = await trio.open_tcp_listeners(port, host=host or None)
-        bound_port = int(listeners[0].socket.getsockname()[1])
+        listener = await _listen(host, port)
+        bound_port = int(listener.getsockname()[1])
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._sweep_pool)
-                await nursery.start(partial(trio.serve_listeners, self._serve_client, listeners))
+                nursery.start_soon(self._watchdog.run)
                 log.info("router on %s:%d for *.%s", host, bound_port, self.table.domain)
                 task_status.started(bound_port)
+                await self._accept(listener, nursery)
         finally:
-            with trio.CancelScope(shield=True):
-                await self._pool.aclose()
+            trio.lowlevel.notify_closing(listener)
+            listener.close()
+            self._pool.close()
+
+    async def _accept(self, listener: socket.socket, nursery: trio.Nursery) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(listener)
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    sock, _ = listener.accept()
+                except BlockingIOError:
+                    break
+                except OSError as error:
+                    if error.errno in ACCEPT_RESOURCE_ERRORS:
+                        # Out of file descriptors or memory: let connections finish, then retry.
+                        log.error("router: cannot accept connections: %s", error)
+                        await trio.sleep(ACCEPT_BACKOFF)
+                    break
+                nursery.start_soon(self._serve_client, sock)
 
     async def _sweep_pool(self) -> None:
         while True:
             await trio.sleep(POOL_SWEEP_INTERVAL)
-            await self._pool.sweep(trio.current_time(), keep=self.table.live_addresses())
+            self._pool.sweep(trio.current_time(), keep=self.table.live_addresses())
 
-    async def _serve_client(self, stream: trio.SocketStream) -> None:
-        client = Conn(stream)
-        client_ip, local_port = _addresses(stream)
+    async def _serve_client(self, sock: socket.socket) -> None:
+        client = Conn(sock)
+        client_ip, local_port = _addresses(sock)
         keepalive = self.timeouts.client_keepalive
+        idle: Timer | None = None
         try:
-            while True:
-                with trio.move_on_after(keepalive):
+            # One scope for the connection's life: armed while waiting for a request head,
+            # disarmed while a request is served (its own timeouts apply then).
+            with trio.CancelScope() as scope:
+                idle = self._watchdog.arm(scope, math.inf)
+                while True:
+                    idle.at = trio.current_time() + keepalive
                     raw = await client.read_head()
-                if raw is None:
-                    return
-                received = trio.current_time()
-                try:
-                    head = parse_request_head(raw)
-                    keep = await self._dispatch(client, head, received, client_ip, local_port)
-                except (ProtocolError, _BadRequest) as error:
-                    await client.send(simple_response(error.status, BAD_REQUEST_PAGE, close=True))
-                    return
-                if not keep:
-                    return
+                    if raw is None:
+                        return
+                    idle.at = math.inf
+                    received = trio.current_time()
+                    try:
+                        head = parse_request_head(raw)
+                        keep = await self._dispatch(client, head, received, client_ip, local_port)
+                    except (ProtocolError, _BadRequest) as error:
+                        await client.send(
+                            simple_response(error.status, BAD_REQUEST_PAGE, close=True)
+                        )
+                        return
+                    if not keep:
+                        return
         except ProtocolError as error:  # a head too large to be a request
             log.debug("router: bad request from %s: %s", client_ip, error)
             with contextlib.suppress(PeerClosed):
@@ -157,8 +196,9 @@ class Router:
             # One broken connection must never take the router down with it.
             log.exception("router: connection from %s failed", client_ip)
         finally:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
+            if idle is not None:
+                self._watchdog.disarm(idle)
+            client.close()
 
     async def _dispatch(
         self, client: Conn, head: RequestHead, received: float, client_ip: bytes, port: int
@@ -194,15 +234,26 @@ class Router:
         # The body of such a request is not read; closing is simpler than draining it.
         keep = keep_alive and head.framing == NO_BODY
         head_only = head.method == b"HEAD"
-        if (
-            target.partition(b"?")[0] == b"/metrics"
-            and head.method in (b"GET", b"HEAD")
-            and self._is_router_host(host)
-        ):
+        path = target.partition(b"?")[0]
+        own = head.method in (b"GET", b"HEAD") and self._is_router_host(host)
+        if own and path == b"/metrics":
             body = self.metrics.render(self.table.in_flight_by_address()).encode()
             await client.send(
                 simple_response(
                     200, body, content_type=CONTENT_TYPE, close=not keep, head_only=head_only
+                )
+            )
+            return keep
+        if own and path == b"/traefik.json":
+            # For a homelab's own Traefik: its HTTP provider polls this routing table.
+            body = json.dumps(traefik_config(self.table)).encode()
+            await client.send(
+                simple_response(
+                    200,
+                    body,
+                    content_type="application/json",
+                    close=not keep,
+                    head_only=head_only,
                 )
             )
             return keep
@@ -220,6 +271,12 @@ class Router:
         except ValueError:
             return False
         return True
+
+
+def watchdog_tick(timeouts: RouterTimeouts) -> float:
+    """A tenth of the shortest request timeout, so none fires more than 10% late."""
+    shortest = min(timeouts.first_byte, timeouts.idle, timeouts.client_keepalive)
+    return max(WATCHDOG_TICK_MIN, min(WATCHDOG_TICK_MAX, shortest / 10))
 
 
 def _target_and_host(head: RequestHead) -> tuple[bytes, bytes]:
@@ -250,11 +307,29 @@ def _target_and_host(head: RequestHead) -> tuple[bytes, bytes]:
     raise _BadRequest("unsupported request target form")
 
 
-def _addresses(stream: trio.SocketStream) -> tuple[bytes, int]:
+async def _listen(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = (
+        await trio.socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    )[0]
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(LISTEN_BACKLOG)
+        listener.setblocking(False)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
+def _addresses(sock: socket.socket) -> tuple[bytes, int]:
     """The client's IP and the local port it connected to."""
     try:
-        peer = stream.socket.getpeername()
-        local = stream.socket.getsockname()
+        peer = sock.getpeername()
+        local = sock.getsockname()
     except OSError:
         return b"", 0
     ip = str(peer[0])

@@ -16,8 +16,8 @@ except `Upgrade` on a WebSocket handshake. `Expect: 100-continue` is answered by
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from waka.controller._router_http1 import (
     CHUNKED,
@@ -65,7 +65,14 @@ _REASONS = {
 def request_id(client_value: bytes | None) -> bytes:
     if client_value is not None and REQUEST_ID.fullmatch(client_value):
         return client_value
-    return str(uuid.uuid4()).encode()
+    return new_uuid4()
+
+
+def new_uuid4() -> bytes:
+    """A random (version 4) UUID; a third of the cost of `str(uuid.uuid4())`."""
+    h = os.urandom(16).hex()
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}".encode()
 
 
 def is_upgrade(head: RequestHead) -> bool:

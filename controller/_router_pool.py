@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import select
 import socket
 from collections import deque
@@ -48,28 +49,35 @@ async def open_connection(address: str, connect_timeout: float) -> Conn:
     raise ConnectFailed(address, f"no connection within {connect_timeout:g}s", timed_out=True)
 
 
-async def _connect(host: str, port: int) -> trio.SocketStream:
+async def _connect(host: str, port: int) -> socket.socket:
     try:
-        ip = ipaddress.ip_address(host)
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
     except ValueError:
-        # A name: let trio resolve it (off the loop) and race the addresses.
-        return await trio.open_tcp_stream(host, port)
-    # An IP literal, the usual case: one socket, no resolver, no happy-eyeballs nursery.
-    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+        # A name (dyno addresses are normally IP literals): resolve it off the loop.
+        family, _, _, _, sockaddr = (
+            await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        )[0]
+        host, port = str(sockaddr[0]), int(sockaddr[1])
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        await sock.connect((host, port))
+        sock.setblocking(False)
+        error = sock.connect_ex((host, port))
+        if error == errno.EINPROGRESS:
+            await trio.lowlevel.wait_writable(sock)
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            raise OSError(error, os.strerror(error))
     except BaseException:
         sock.close()
         raise
-    return trio.SocketStream(sock)
+    return sock
 
 
 def went_stale(conn: Conn) -> bool:
     """True if an idle connection became readable: the peer closed it or broke protocol."""
     try:
         poller = select.poll()
-        poller.register(conn.stream.socket.fileno(), select.POLLIN)
+        poller.register(conn.sock.fileno(), select.POLLIN)
         return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
@@ -84,15 +92,15 @@ class UpstreamPool:
         self._idle_timeout = idle_timeout
         self._max_idle = max_idle_per_backend
         self._idle: dict[str, deque[tuple[float, Conn]]] = {}
-        self._closing: list[Conn] = []
 
     def checkout(self, address: str, now: float) -> Conn | None:
+        """A live idle connection to `address`, or None."""
         idle = self._idle.get(address)
         while idle:
             since, conn = idle.pop()
             if now - since < self._idle_timeout and not went_stale(conn):
                 return conn
-            self._closing.append(conn)
+            conn.close()
         return None
 
     def checkin(self, address: str, conn: Conn, now: float) -> None:
@@ -101,7 +109,7 @@ class UpstreamPool:
         if idle is None:
             idle = self._idle[address] = deque()
         if len(idle) >= self._max_idle:
-            self._closing.append(conn)
+            conn.close()
             return
         conn.received = conn.sent = 0
         idle.append((now, conn))
@@ -110,30 +118,25 @@ class UpstreamPool:
         idle = self._idle.get(address)
         return len(idle) if idle else 0
 
-    async def sweep(self, now: float, keep: set[str] | None = None) -> None:
+    def sweep(self, now: float, keep: set[str] | None = None) -> None:
         """Closes expired and stale idle connections, and all those to addresses not in `keep`."""
         for address in list(self._idle):
             idle = self._idle.pop(address)
-            if keep is not None and address not in keep:
-                self._closing.extend(conn for _, conn in idle)
-                continue
             fresh: deque[tuple[float, Conn]] = deque()
             for since, conn in idle:
-                if now - since < self._idle_timeout and not went_stale(conn):
+                if (
+                    (keep is None or address in keep)
+                    and now - since < self._idle_timeout
+                    and not went_stale(conn)
+                ):
                     fresh.append((since, conn))
                 else:
-                    self._closing.append(conn)
+                    conn.close()
             if fresh:
                 self._idle[address] = fresh
-        await self.close_pending()
 
-    async def close_pending(self) -> None:
-        closing, self._closing = self._closing, []
-        for conn in closing:
-            await conn.aclose()
-
-    async def aclose(self) -> None:
+    def close(self) -> None:
         for idle in self._idle.values():
-            self._closing.extend(conn for _, conn in idle)
+            for _, conn in idle:
+                conn.close()
         self._idle.clear()
-        await self.close_pending()

@@ -79,6 +79,7 @@ from waka.controller._router_log import (
 from waka.controller._router_metrics import RouterMetrics
 from waka.controller._router_pool import ConnectFailed, UpstreamPool, open_connection
 from waka.controller._router_table import AppRoute, Backend, RoutingTable
+from waka.controller._router_watchdog import Timer, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +148,14 @@ class _Exchange:
     __slots__ = (
         "body_done",
         "client_failed",
-        "deadline",
         "reading_client",
         "responded",
+        "timer",
         "upstream_send_failed",
     )
 
-    def __init__(self, deadline: trio.CancelScope) -> None:
-        self.deadline = deadline
+    def __init__(self, timer: Timer) -> None:
+        self.timer = timer  # the exchange's deadline: H12 before the response, H15 after
         self.body_done = False
         self.responded = False
         self.reading_client = False
@@ -170,7 +171,9 @@ class Proxy:
         metrics: RouterMetrics,
         log_line: LogSink,
         timeouts: RouterTimeouts,
+        watchdog: Watchdog,
     ) -> None:
+        self._watchdog = watchdog
         self._table = table
         self._pool = pool
         self._metrics = metrics
@@ -300,9 +303,10 @@ class Proxy:
         sent_before = client.sent
         service_started = trio.current_time()
         keep_upstream = False
+        state: _Exchange | None = None
         try:
-            with trio.CancelScope(deadline=service_started + timeouts.first_byte) as deadline:
-                state = _Exchange(deadline)
+            with trio.CancelScope() as scope:
+                state = _Exchange(self._watchdog.arm(scope, service_started + timeouts.first_byte))
                 if head.framing != NO_BODY:
                     keep_upstream = await self._exchange_with_body(
                         client, request, upstream, upstream_head, state, outcome, service_started
@@ -319,7 +323,7 @@ class Proxy:
                     )
             if state.client_failed is not None:
                 raise _ClientGone() from state.client_failed
-            if deadline.cancelled_caught:
+            if scope.cancelled_caught:
                 keep_upstream = False
                 outcome.keep_client = False
                 outcome.service = trio.current_time() - service_started
@@ -336,6 +340,8 @@ class Proxy:
             else:
                 outcome.error, outcome.keep_client = failed.error, False
         finally:
+            if state is not None:
+                self._watchdog.disarm(state.timer)
             if outcome.sent is None and client.sent != sent_before:
                 outcome.sent = client.sent - sent_before
             if outcome.service is None:
@@ -343,8 +349,7 @@ class Proxy:
             if keep_upstream and self._table.is_live(backend.address):
                 self._pool.checkin(backend.address, upstream, trio.current_time())
             else:
-                with trio.CancelScope(shield=True):
-                    await upstream.aclose()
+                upstream.close()
 
     async def _exchange_with_body(
         self,
@@ -414,7 +419,7 @@ class Proxy:
             if isinstance(failure, ProtocolError):
                 raise _Failed(H17) from failure
             raise _Failed(H13)
-        await upstream.aclose()
+        upstream.close()
         try:
             fresh = await open_connection(backend.address, self._timeouts.connect)
         except ConnectFailed as error:
@@ -422,7 +427,7 @@ class Proxy:
         try:
             await fresh.send(upstream_head)
         except PeerClosed as error:
-            await fresh.aclose()
+            fresh.close()
             raise _Failed(H13) from error
         return fresh
 
@@ -478,7 +483,7 @@ class Proxy:
         """Sends the response to the client; True if the dyno connection can be reused."""
         state.responded = True
         timeouts = self._timeouts
-        state.deadline.deadline = trio.current_time() + timeouts.idle
+        state.timer.at = trio.current_time() + timeouts.idle
         outcome.status = response.status
         if response.status == 101:
             return await self._splice(
@@ -514,10 +519,10 @@ class Proxy:
         self, client: Conn, upstream: Conn, framing: int, chunk_it: bool, state: _Exchange
     ) -> None:
         idle = self._timeouts.idle
-        deadline = state.deadline
+        timer = state.timer
 
         def progress() -> None:
-            deadline.deadline = trio.current_time() + idle
+            timer.at = trio.current_time() + idle
 
         if chunk_it:
 
@@ -560,7 +565,7 @@ class Proxy:
         outcome.sent = len(response_head)
         self._record(request, outcome)
         idle = self._timeouts.idle
-        deadline = state.deadline
+        timer = state.timer
 
         async def pipe(source: Conn, target: Conn, done: trio.CancelScope) -> None:
             try:
@@ -569,7 +574,7 @@ class Proxy:
                     source.buffer.clear()
                     await target.send(data)
                 while data := await source.read_some():
-                    deadline.deadline = trio.current_time() + idle
+                    timer.at = trio.current_time() + idle
                     await target.send(data)
             except PeerClosed:
                 pass
@@ -586,11 +591,11 @@ class Proxy:
     ) -> None:
         """Streams the request body to the dyno, restarting the idle window on each chunk."""
         idle, first_byte = self._timeouts.idle, self._timeouts.first_byte
-        deadline = state.deadline
-        deadline.deadline = trio.current_time() + idle
+        timer = state.timer
+        timer.at = trio.current_time() + idle
 
         def progress() -> None:
-            deadline.deadline = trio.current_time() + idle
+            timer.at = trio.current_time() + idle
 
         if head.framing == CHUNKED:
 
@@ -618,13 +623,13 @@ class Proxy:
             return
         except (PeerClosed, ProtocolError) as error:
             state.client_failed = error
-            deadline.cancel()
+            timer.scope.cancel()
             return
         finally:
             state.reading_client = False
         state.body_done = True
         if not state.responded:
-            deadline.deadline = trio.current_time() + first_byte
+            timer.at = trio.current_time() + first_byte
 
     # -- sending, failing and recording ---------------------------------------------------------
 

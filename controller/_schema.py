@@ -139,3 +139,33 @@ def m002_oneoff_dynos(db: Database) -> None:
         ALTER TABLE dynos ADD COLUMN tty_rows INTEGER NOT NULL DEFAULT 0;
         """
     )
+
+
+@MIGRATIONS()
+def m003_node_admin(db: Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE nodes ADD COLUMN cordoned INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE nodes ADD COLUMN draining INTEGER NOT NULL DEFAULT 0;
+        -- Dynos whose rows went with their app: their node must still stop them, and must not
+        -- mistake them for dynos a restored database does not know.
+        CREATE TABLE dyno_tombstones (
+            id TEXT PRIMARY KEY,
+            node_id TEXT NOT NULL
+        );
+        """
+    )
+
+
+@MIGRATIONS()
+def m004_routing(db: Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE apps ADD COLUMN maintenance INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE domains (
+            hostname TEXT PRIMARY KEY,
+            app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+            created_at REAL NOT NULL
+        );
+        """
+    )

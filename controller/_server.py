@@ -29,10 +29,15 @@ from waka.controller._deploys import Deployer
 from waka.controller._fleet import Fleet
 from waka.controller._formation import Formation
 from waka.controller._git import GitEndpoint
+from waka.controller._liveness import Liveness
 from waka.controller._logs import LogHub
+from waka.controller._nodes import Nodes
 from waka.controller._oneoff import OneOffs
 from waka.controller._reconcile import Reconciler
 from waka.controller._releaser import Releaser
+from waka.controller._router import Router
+from waka.controller._router_table import RoutingTable
+from waka.controller._routes import Routes
 from waka.controller._store import Store
 from waka.controller._tokens import Identity, TokenBook, new_token, token_hash
 
@@ -51,6 +56,9 @@ class ControllerConfig:
     data_dir: Path
     api: str = "127.0.0.1:7400"
     http: str = "127.0.0.1:7401"
+    # The HTTP router: apps at http://APP.DOMAIN:PORT/.
+    router: str = "127.0.0.1:7402"
+    domain: str = "localhost"
     # The host name put into git URLs; defaults to the HTTP bind host.
     public_host: str = ""
     log_history: int = 1500
@@ -60,6 +68,9 @@ class ControllerConfig:
     stop_grace_seconds: int = 30
     # Release phase: the longest a release command may run.
     release_timeout: float = 60 * 60
+    # Seconds without word from a node before it is suspect, and before its dynos move.
+    suspect_after: float = 10.0
+    down_after: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ class Running:
 
     api: str
     http: str
+    router: str
     admin_token: str
     join_token: str
     data_dir: Path
@@ -205,17 +217,37 @@ async def _serve(
             build_timeout=config.build_timeout,
         )
         agents = Agents(store, tokens, fleet, reconciler, deployer, oneoffs)
+        nodes = Nodes(
+            store,
+            tokens,
+            fleet,
+            reconciler,
+            oneoffs,
+            policy=Liveness(suspect_after=config.suspect_after, down_after=config.down_after),
+        )
         bound_http_port = await nursery.start(git.serve, http_host, http_port)
         public_host = config.public_host or http_host
         git_base = f"http://{public_host}:{bound_http_port}"
+
+        table = RoutingTable(domain=config.domain)
+        router = Router(
+            table, log=lambda app, line: hub.emit(app, line, source="router", dyno="router")
+        )
+        router_host, router_port = split_address(config.router)
+        bound_router_port = await nursery.start(router.serve, router_host, router_port)
+        routes = Routes(table, store, fleet)
+        reconciler.before_push = routes.drain
+        agents.on_app_changed = routes.refresh
+        await routes.refresh_all()
         apps = Apps(
             store,
             hub,
             reconciler,
             releaser,
             git,
+            routes,
             git_url=lambda app: git.url_for(app, git_base),
-            web_url=lambda app: "",
+            web_url=lambda app: f"http://{app}.{config.domain}:{bound_router_port}/",
         )
         formation = Formation(store, fleet, hub, reconciler)
 
@@ -241,6 +273,8 @@ async def _serve(
                 releaser=releaser,
                 oneoffs=oneoffs,
                 attach=attach,
+                nodes=nodes,
+                routes=routes,
                 hub=hub,
                 spawn=spawn,
                 tmp_dir=tmp_dir,
@@ -270,19 +304,27 @@ async def _serve(
             raise OSError(f"cannot listen for the API on {config.api}")
         server.start()
         try:
+            await nursery.start(nodes.run)
             await nursery.start(reconciler.run)
             health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
             running = Running(
                 api=f"{api_host}:{bound_api_port}",
                 http=f"{http_host}:{bound_http_port}",
+                router=f"{router_host}:{bound_router_port}",
                 admin_token=admin_token,
                 join_token=join_token,
                 data_dir=data_dir,
             )
             (data_dir / "controller.json").write_text(
-                json.dumps({"api": running.api, "http": running.http}) + "\n"
+                json.dumps({"api": running.api, "http": running.http, "router": running.router})
+                + "\n"
             )
-            log.info("controller API on %s, git on %s", running.api, running.http)
+            log.info(
+                "controller API on %s, git on %s, router on %s",
+                running.api,
+                running.http,
+                running.router,
+            )
             task_status.started(running)
             await trio.sleep_forever()
         finally:

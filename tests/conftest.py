@@ -61,6 +61,7 @@ class Daemon:
     log_path: Path
     api: str = ""
     http: str = ""
+    router: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -168,14 +169,24 @@ def start_up(data_dir: Path, *args: str) -> Daemon:
     """`waka up` on free ports; returns once the controller serves and the agent has joined."""
     (data_dir / "controller.json").unlink(missing_ok=True)
     daemon = start_daemon(
-        "up", data_dir, "--api", "127.0.0.1:0", "--http", "127.0.0.1:0", "--stop-grace", "5", *args
+        "up",
+        data_dir,
+        "--api",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--router",
+        "127.0.0.1:0",
+        "--stop-grace",
+        "5",
+        *args,
     )
 
     def ready() -> bool:
         if daemon.process.poll() is not None:
             raise AssertionError(f"waka up exited {daemon.process.returncode}:\n{daemon.log()}")
         info = json.loads((data_dir / "controller.json").read_text())
-        daemon.api, daemon.http = info["api"], info["http"]
+        daemon.api, daemon.http, daemon.router = info["api"], info["http"], info["router"]
         return (data_dir / "agent" / "node.json").exists() and "waka is up" in daemon.log()
 
     wait_for(ready, 60, "waka up to start")

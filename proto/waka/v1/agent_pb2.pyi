@@ -140,10 +140,12 @@ class ControllerMessage(_message.Message):
     def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., build_job: _Optional[_Union[BuildJob, _Mapping]] = ..., cancel_build: _Optional[_Union[CancelBuild, _Mapping]] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("dynos",)
+    __slots__ = ("dynos", "keep")
     DYNOS_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
     dynos: _containers.RepeatedCompositeFieldContainer[DynoSpec]
-    def __init__(self, dynos: _Optional[_Iterable[_Union[DynoSpec, _Mapping]]] = ...) -> None: ...
+    keep: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dynos: _Optional[_Iterable[_Union[DynoSpec, _Mapping]]] = ..., keep: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DynoSpec(_message.Message):
     __slots__ = ("id", "app", "name", "type", "release", "slug", "command", "env", "size", "uid", "oneoff", "stack", "stop_grace_seconds", "boot_timeout_seconds", "attach", "tty", "window", "timeout_seconds")

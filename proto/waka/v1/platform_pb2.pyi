@@ -34,6 +34,16 @@ class AppRef(_message.Message):
     app: str
     def __init__(self, app: _Optional[str] = ...) -> None: ...
 
+class AppUpdate(_message.Message):
+    __slots__ = ("app", "set_maintenance", "maintenance")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    SET_MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
+    MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    set_maintenance: bool
+    maintenance: bool
+    def __init__(self, app: _Optional[str] = ..., set_maintenance: _Optional[bool] = ..., maintenance: _Optional[bool] = ...) -> None: ...
+
 class CreateAppRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -49,7 +59,7 @@ class DestroyAppRequest(_message.Message):
     def __init__(self, app: _Optional[str] = ..., confirm: _Optional[str] = ...) -> None: ...
 
 class App(_message.Message):
-    __slots__ = ("name", "id", "created_at", "git_url", "current_release", "stack", "uid", "web_url")
+    __slots__ = ("name", "id", "created_at", "git_url", "current_release", "stack", "uid", "web_url", "maintenance")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +68,7 @@ class App(_message.Message):
     STACK_FIELD_NUMBER: _ClassVar[int]
     UID_FIELD_NUMBER: _ClassVar[int]
     WEB_URL_FIELD_NUMBER: _ClassVar[int]
+    MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
     name: str
     id: str
     created_at: _timestamp_pb2.Timestamp
@@ -66,7 +77,8 @@ class App(_message.Message):
     stack: str
     uid: int
     web_url: str
-    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., git_url: _Optional[str] = ..., current_release: _Optional[int] = ..., stack: _Optional[str] = ..., uid: _Optional[int] = ..., web_url: _Optional[str] = ...) -> None: ...
+    maintenance: bool
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., git_url: _Optional[str] = ..., current_release: _Optional[int] = ..., stack: _Optional[str] = ..., uid: _Optional[int] = ..., web_url: _Optional[str] = ..., maintenance: _Optional[bool] = ...) -> None: ...
 
 class AppList(_message.Message):
     __slots__ = ("apps",)
@@ -401,3 +413,93 @@ class TailRequest(_message.Message):
     source: str
     dyno: str
     def __init__(self, app: _Optional[str] = ..., num: _Optional[int] = ..., follow: _Optional[bool] = ..., source: _Optional[str] = ..., dyno: _Optional[str] = ...) -> None: ...
+
+class NodeRef(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("name", "id", "address", "state", "dynos", "memory_committed_mb", "memory_total_mb", "memory_free_mb", "last_seen", "cpus", "load1", "unknown_dynos", "version", "isolated", "disk_free_mb")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DYNOS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_COMMITTED_MB_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_MB_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FREE_MB_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    LOAD1_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_DYNOS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ISOLATED_FIELD_NUMBER: _ClassVar[int]
+    DISK_FREE_MB_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    address: str
+    state: str
+    dynos: int
+    memory_committed_mb: int
+    memory_total_mb: int
+    memory_free_mb: int
+    last_seen: _timestamp_pb2.Timestamp
+    cpus: int
+    load1: float
+    unknown_dynos: int
+    version: str
+    isolated: bool
+    disk_free_mb: int
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[str] = ..., dynos: _Optional[int] = ..., memory_committed_mb: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., memory_free_mb: _Optional[int] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cpus: _Optional[int] = ..., load1: _Optional[float] = ..., unknown_dynos: _Optional[int] = ..., version: _Optional[str] = ..., isolated: _Optional[bool] = ..., disk_free_mb: _Optional[int] = ...) -> None: ...
+
+class NodeList(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+
+class JoinTokenRequest(_message.Message):
+    __slots__ = ("ttl_seconds", "uses")
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    USES_FIELD_NUMBER: _ClassVar[int]
+    ttl_seconds: int
+    uses: int
+    def __init__(self, ttl_seconds: _Optional[int] = ..., uses: _Optional[int] = ...) -> None: ...
+
+class JoinToken(_message.Message):
+    __slots__ = ("token", "expires_at", "uses")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    USES_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    expires_at: _timestamp_pb2.Timestamp
+    uses: int
+    def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uses: _Optional[int] = ...) -> None: ...
+
+class DomainRef(_message.Message):
+    __slots__ = ("app", "hostname")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    hostname: str
+    def __init__(self, app: _Optional[str] = ..., hostname: _Optional[str] = ...) -> None: ...
+
+class Domain(_message.Message):
+    __slots__ = ("hostname", "app", "kind", "created_at")
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    hostname: str
+    app: str
+    kind: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, hostname: _Optional[str] = ..., app: _Optional[str] = ..., kind: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DomainList(_message.Message):
+    __slots__ = ("domains",)
+    DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    domains: _containers.RepeatedCompositeFieldContainer[Domain]
+    def __init__(self, domains: _Optional[_Iterable[_Union[Domain, _Mapping]]] = ...) -> None: ...

@@ -57,6 +57,11 @@ class AppsStub:
                 request_serializer=waka_dot_v1_dot_platform__pb2.DestroyAppRequest.SerializeToString,
                 response_deserializer=waka_dot_v1_dot_platform__pb2.Empty.FromString,
                 _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/waka.v1.Apps/Update',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AppUpdate.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.App.FromString,
+                _registered_method=True)
 
 
 class AppsServicer:
@@ -90,6 +95,13 @@ class AppsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Update(self, request, context):
+        """Changes an app's settings (maintenance mode).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AppsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +124,11 @@ def add_AppsServicer_to_server(servicer, server):
                     servicer.Destroy,
                     request_deserializer=waka_dot_v1_dot_platform__pb2.DestroyAppRequest.FromString,
                     response_serializer=waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AppUpdate.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.App.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +241,33 @@ class Apps:
             '/waka.v1.Apps/Destroy',
             waka_dot_v1_dot_platform__pb2.DestroyAppRequest.SerializeToString,
             waka_dot_v1_dot_platform__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Apps/Update',
+            waka_dot_v1_dot_platform__pb2.AppUpdate.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.App.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1175,6 +1219,513 @@ class Logs:
             '/waka.v1.Logs/Tail',
             waka_dot_v1_dot_platform__pb2.TailRequest.SerializeToString,
             waka_dot_v1_dot_common__pb2.LogBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class NodesStub:
+    """---------------------------------------------------------------- nodes
+
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.List = channel.unary_unary(
+                '/waka.v1.Nodes/List',
+                request_serializer=waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.NodeList.FromString,
+                _registered_method=True)
+        self.CreateJoinToken = channel.unary_unary(
+                '/waka.v1.Nodes/CreateJoinToken',
+                request_serializer=waka_dot_v1_dot_platform__pb2.JoinTokenRequest.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.JoinToken.FromString,
+                _registered_method=True)
+        self.Remove = channel.unary_unary(
+                '/waka.v1.Nodes/Remove',
+                request_serializer=waka_dot_v1_dot_platform__pb2.NodeRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Empty.FromString,
+                _registered_method=True)
+        self.Cordon = channel.unary_unary(
+                '/waka.v1.Nodes/Cordon',
+                request_serializer=waka_dot_v1_dot_platform__pb2.NodeRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Node.FromString,
+                _registered_method=True)
+        self.Uncordon = channel.unary_unary(
+                '/waka.v1.Nodes/Uncordon',
+                request_serializer=waka_dot_v1_dot_platform__pb2.NodeRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Node.FromString,
+                _registered_method=True)
+        self.Drain = channel.unary_unary(
+                '/waka.v1.Nodes/Drain',
+                request_serializer=waka_dot_v1_dot_platform__pb2.NodeRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Node.FromString,
+                _registered_method=True)
+        self.Adopt = channel.unary_unary(
+                '/waka.v1.Nodes/Adopt',
+                request_serializer=waka_dot_v1_dot_platform__pb2.NodeRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Node.FromString,
+                _registered_method=True)
+
+
+class NodesServicer:
+    """---------------------------------------------------------------- nodes
+
+    """
+
+    def List(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateJoinToken(self, request, context):
+        """A token agents join with: `waka agent --join-token T`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Remove(self, request, context):
+        """Revokes a node's credential and forgets it; its dynos are started elsewhere.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Cordon(self, request, context):
+        """No new dynos on the node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Uncordon(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Drain(self, request, context):
+        """Cordon, then move every dyno elsewhere (each replacement up before the old one stops).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Adopt(self, request, context):
+        """The node runs dynos the controller's database does not know (a restored or empty
+        database): they are left alone until this call confirms they should be stopped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NodesServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.Empty.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.NodeList.SerializeToString,
+            ),
+            'CreateJoinToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJoinToken,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.JoinTokenRequest.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.JoinToken.SerializeToString,
+            ),
+            'Remove': grpc.unary_unary_rpc_method_handler(
+                    servicer.Remove,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.NodeRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+            ),
+            'Cordon': grpc.unary_unary_rpc_method_handler(
+                    servicer.Cordon,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.NodeRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Node.SerializeToString,
+            ),
+            'Uncordon': grpc.unary_unary_rpc_method_handler(
+                    servicer.Uncordon,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.NodeRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Node.SerializeToString,
+            ),
+            'Drain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Drain,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.NodeRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Node.SerializeToString,
+            ),
+            'Adopt': grpc.unary_unary_rpc_method_handler(
+                    servicer.Adopt,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.NodeRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Node.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'waka.v1.Nodes', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('waka.v1.Nodes', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Nodes:
+    """---------------------------------------------------------------- nodes
+
+    """
+
+    @staticmethod
+    def List(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Nodes/List',
+            waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.NodeList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateJoinToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Nodes/CreateJoinToken',
+            waka_dot_v1_dot_platform__pb2.JoinTokenRequest.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.JoinToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Remove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Nodes/Remove',
+            waka_dot_v1_dot_platform__pb2.NodeRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Cordon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Nodes/Cordon',
+            waka_dot_v1_dot_platform__pb2.NodeRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Uncordon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Nodes/Uncordon',
+            waka_dot_v1_dot_platform__pb2.NodeRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Drain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Nodes/Drain',
+            waka_dot_v1_dot_platform__pb2.NodeRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Adopt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Nodes/Adopt',
+            waka_dot_v1_dot_platform__pb2.NodeRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class DomainsStub:
+    """---------------------------------------------------------------- domains
+
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.List = channel.unary_unary(
+                '/waka.v1.Domains/List',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AppRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.DomainList.FromString,
+                _registered_method=True)
+        self.Add = channel.unary_unary(
+                '/waka.v1.Domains/Add',
+                request_serializer=waka_dot_v1_dot_platform__pb2.DomainRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Domain.FromString,
+                _registered_method=True)
+        self.Remove = channel.unary_unary(
+                '/waka.v1.Domains/Remove',
+                request_serializer=waka_dot_v1_dot_platform__pb2.DomainRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Empty.FromString,
+                _registered_method=True)
+
+
+class DomainsServicer:
+    """---------------------------------------------------------------- domains
+
+    """
+
+    def List(self, request, context):
+        """The app's default host name and its custom domains.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Add(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Remove(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_DomainsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AppRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.DomainList.SerializeToString,
+            ),
+            'Add': grpc.unary_unary_rpc_method_handler(
+                    servicer.Add,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.DomainRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Domain.SerializeToString,
+            ),
+            'Remove': grpc.unary_unary_rpc_method_handler(
+                    servicer.Remove,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.DomainRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'waka.v1.Domains', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('waka.v1.Domains', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Domains:
+    """---------------------------------------------------------------- domains
+
+    """
+
+    @staticmethod
+    def List(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Domains/List',
+            waka_dot_v1_dot_platform__pb2.AppRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.DomainList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Add(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Domains/Add',
+            waka_dot_v1_dot_platform__pb2.DomainRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Domain.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Remove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Domains/Remove',
+            waka_dot_v1_dot_platform__pb2.DomainRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
