@@ -1,0 +1,183 @@
+"""Apps behind the router on a real `waka up`: hostnames, H codes, maintenance, zero-downtime."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import Daemon, wait_for
+
+pytestmark = pytest.mark.root
+
+APP_PY = """\
+import http.server, os, sys
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = f"{os.environ.get('GREETING', 'hi')} from {os.environ['DYNO']}\\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Seen-Request-Id", self.headers.get("X-Request-Id", ""))
+        self.send_header("X-Seen-Forwarded-For", self.headers.get("X-Forwarded-For", ""))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def get(daemon: Daemon, host: str, path: str = "/", headers=None) -> tuple[int, str, dict]:
+    address, _, port = daemon.router.rpartition(":")
+    conn = http.client.HTTPConnection(address, int(port), timeout=10)
+    try:
+        conn.request("GET", path, headers={"Host": host, **(headers or {})})
+        response = conn.getresponse()
+        return response.status, response.read().decode(), dict(response.getheaders())
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def routed(shared_waka: Daemon, tmp_path_factory: pytest.TempPathFactory) -> Daemon:
+    app = tmp_path_factory.mktemp("routed")
+    (app / "app.py").write_text(APP_PY)
+    (app / "Procfile").write_text("web: python3 app.py\n")
+    shared_waka.waka("apps:create", "routed", "--no-remote")
+    shared_waka.waka("config:set", "GREETING=hello", "-a", "routed")
+    shared_waka.waka("deploy", "-a", "routed", str(app))
+    shared_waka.wait_for_dyno("routed", release=1)
+    wait_for(lambda: get(shared_waka, "routed.localhost")[0] == 200, 30, "the router to route")
+    return shared_waka
+
+
+def test_app_is_served_at_its_hostname_with_heroku_headers(routed: Daemon):
+    status, body, headers = get(routed, "routed.localhost")
+    assert (status, body) == (200, "hello from web.1\n")
+    assert len(headers["X-Seen-Request-Id"]) >= 20
+    assert headers["X-Seen-Forwarded-For"] == "127.0.0.1"
+    given = "abcdefghijklmnopqrstuvwxyz-0123"
+    _, _, echoed = get(routed, "routed.localhost", headers={"X-Request-Id": given})
+    assert echoed["X-Seen-Request-Id"] == given
+    info = routed.json("apps:info", "-a", "routed")
+    assert info["web_url"] == f"http://routed.localhost:{routed.router.rpartition(':')[2]}/"
+
+    def logged() -> bool:
+        logs = routed.waka("logs", "-a", "routed", "-s", "router", "-n", "50").stdout
+        return 'router[router]: at=info method=GET path="/" host=routed.localhost' in logs
+
+    wait_for(logged, 20, "the router's line in the app's logs")
+
+
+def test_unknown_host_gets_404(routed: Daemon):
+    status, _, _ = get(routed, "nope.localhost")
+    assert status == 404
+
+
+def test_custom_domain_routes_to_the_app(routed: Daemon):
+    routed.waka("domains:add", "-a", "routed", "www.example.home.lan")
+    assert get(routed, "www.example.home.lan")[:2] == (200, "hello from web.1\n")
+    domains = routed.json("domains", "-a", "routed")
+    assert {d["hostname"] for d in domains} == {"routed.localhost", "www.example.home.lan"}
+    taken = routed.waka("domains:add", "-a", "routed", "www.example.home.lan", check=False)
+    assert taken.returncode == 1 and "already added to routed" in taken.stderr
+    bad = routed.waka("domains:add", "-a", "routed", "not a host", check=False)
+    assert bad.returncode == 1 and "Invalid domain" in bad.stderr
+    routed.waka("domains:remove", "-a", "routed", "www.example.home.lan")
+    assert get(routed, "www.example.home.lan")[0] == 404
+
+
+def test_maintenance_mode_serves_h80_and_back(routed: Daemon):
+    routed.waka("maintenance:on", "-a", "routed")
+    assert routed.waka("maintenance", "-a", "routed").stdout == "on\n"
+    status, _, _ = get(routed, "routed.localhost")
+    assert status == 503
+
+    def logged() -> bool:
+        logs = routed.waka("logs", "-a", "routed", "-s", "router", "-n", "20").stdout
+        return "code=H80" in logs
+
+    wait_for(logged, 20, "an H80 line")
+    routed.waka("maintenance:off", "-a", "routed")
+    assert get(routed, "routed.localhost")[0] == 200
+
+
+def test_scaled_to_zero_is_h14(routed: Daemon, tmp_path: Path):
+    app = tmp_path / "zero"
+    app.mkdir()
+    (app / "app.py").write_text(APP_PY)
+    (app / "Procfile").write_text("web: python3 app.py\n")
+    routed.waka("apps:create", "zero", "--no-remote")
+    routed.waka("deploy", "-a", "zero", str(app))
+    routed.wait_for_dyno("zero", release=1)
+    routed.waka("ps:scale", "web=0", "-a", "zero")
+
+    def h14() -> bool:
+        status, _, _ = get(routed, "zero.localhost")
+        logs = routed.waka("logs", "-a", "zero", "-s", "router", "-n", "20").stdout
+        return status == 503 and "code=H14" in logs
+
+    wait_for(h14, 30, "H14 for an app with no web dynos")
+
+
+def test_a_deploy_under_continuous_requests_answers_every_one_with_200(
+    routed: Daemon, tmp_path: Path
+):
+    app = tmp_path / "steady"
+    app.mkdir()
+    (app / "app.py").write_text(APP_PY)
+    (app / "Procfile").write_text("web: python3 app.py\n")
+    routed.waka("apps:create", "steady", "--no-remote")
+    routed.waka("deploy", "-a", "steady", str(app))
+    routed.waka("ps:scale", "web=2", "-a", "steady")
+    wait_for(
+        lambda: sum(d["state"] == "up" for d in routed.dynos("steady")) == 2, 60, "two web dynos"
+    )
+    results: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        address, _, port = routed.router.rpartition(":")
+        while not stop.is_set():
+            conn = http.client.HTTPConnection(address, int(port), timeout=30)
+            try:
+                for _ in range(20):
+                    conn.request("GET", "/", headers={"Host": "steady.localhost"})
+                    response = conn.getresponse()
+                    results.append((response.status, response.read().decode()))
+            except OSError as error:
+                results.append((0, repr(error)))
+            finally:
+                conn.close()
+
+    clients = [threading.Thread(target=hammer) for _ in range(3)]
+    for client in clients:
+        client.start()
+    try:
+        wait_for(lambda: len(results) > 50, 30, "requests before the deploy")
+        routed.waka("config:set", "GREETING=changed", "-a", "steady")
+
+        def all_new() -> bool:
+            dynos = routed.dynos("steady")
+            return [d["release"] for d in dynos] == [2, 2] and all(
+                d["state"] == "up" for d in dynos
+            )
+
+        wait_for(all_new, 90, "both dynos replaced by the new release")
+        mark = len(results)
+        wait_for(lambda: len(results) > mark + 50, 30, "requests after the deploy")
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(60)
+    failures = [r for r in results if r[0] != 200]
+    assert not failures, f"{len(failures)} of {len(results)} requests failed: {failures[:5]}"
+    bodies = {body.split(" from ")[0] for _, body in results}
+    assert bodies == {"hi", "changed"}
+    assert results[-1][1].startswith("changed from web.")
