@@ -183,6 +183,7 @@ class Agent:
                     controller=self._controller_now,
                 )
                 dynos = DynoManager(self.data_dir / "dynos", context)
+                shipper.on_ack(dynos.acknowledged)
                 builder = Builder(
                     self.data_dir,
                     driver=driver,
@@ -271,7 +272,7 @@ class Agent:
     ) -> None:
         kind = message.WhichOneof("message")
         if kind == "assignment":
-            dynos.converge(message.assignment.dynos)
+            dynos.converge(message.assignment.dynos, message.assignment.keep)
         elif kind == "build_job":
             nursery.start_soon(self._build, builder, message.build_job)
         elif kind == "cancel_build":

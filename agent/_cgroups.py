@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import signal
@@ -553,10 +554,10 @@ class SandboxCgroup:
 
     # ------------------------------------------------------------ removal
 
-    def remove(self) -> None:
+    def remove(self, *, patience: float = _REMOVE_RETRY) -> None:
         """Remove every directory; already removed ones are fine. Raises CgroupError while
-        processes remain."""
-        deadline = time.monotonic() + _REMOVE_RETRY
+        processes remain (after retrying for `patience` seconds)."""
+        deadline = time.monotonic() + patience
         for directory in reversed(self.dirs):  # the tracking directory last
             while True:
                 try:
@@ -703,24 +704,31 @@ class Cgroups:
         """A new, empty cgroup for one sandbox, limits applied; removed again if that fails."""
         if not _NAME.match(name):
             raise ValueError(f"cgroup name {name!r} must be letters, digits, '.', '_', '-'")
-        dirs = [
+        dirs = self._dirs_for(name)
+        taken = [d.path for d in dirs if self._fs.exists(d.path)]
+        if taken:
+            raise CgroupError(f"the cgroup {taken[0]} exists already")
+        created = []
+        try:
+            for directory in dirs:
+                self._mkdir(directory.path)
+                created.append(directory)
+            cgroup = SandboxCgroup(name, dirs, self._fs)
+            cgroup.apply(limits)
+        except BaseException:
+            if created:
+                with contextlib.suppress(CgroupError):
+                    SandboxCgroup(name, created, self._fs).remove(patience=0)
+            raise
+        return cgroup
+
+    def _dirs_for(self, name: str) -> list[CgroupDir]:
+        return [
             CgroupDir(
                 p.hierarchy.mount_point / self.parent / name, p.hierarchy.version, p.controllers
             )
             for p in self._placements
         ]
-        cgroup = SandboxCgroup(name, dirs, self._fs)
-        try:
-            for directory in dirs:
-                if self._fs.exists(directory.path):
-                    raise CgroupError(f"the cgroup {directory.path} exists already")
-                self._mkdir(directory.path)
-            cgroup.apply(limits)
-        except BaseException:
-            with contextlib.suppress(CgroupError):
-                cgroup.remove()
-            raise
-        return cgroup
 
     def from_record(self, record: Mapping[str, object]) -> SandboxCgroup:
         """The cgroup a sandbox record names; its paths must lie in this host's hierarchies."""
@@ -736,21 +744,7 @@ class Cgroups:
         names: set[str] = set()
         for parent in self.parent_dirs():
             names.update(self._fs.subdirs(parent))
-        return [
-            SandboxCgroup(
-                name,
-                [
-                    CgroupDir(
-                        p.hierarchy.mount_point / self.parent / name,
-                        p.hierarchy.version,
-                        p.controllers,
-                    )
-                    for p in self._placements
-                ],
-                self._fs,
-            )
-            for name in sorted(names)
-        ]
+        return [SandboxCgroup(name, self._dirs_for(name), self._fs) for name in sorted(names)]
 
     def remove_stale(self, in_use: Collection[str], *, timeout: float = 5.0) -> list[str]:
         """Kill and remove every sandbox cgroup whose name is not in in_use (left by a crash
@@ -774,6 +768,13 @@ class Cgroups:
             self._fs.mkdir(path)
         except OSError as error:
             raise CgroupError(f"cannot create the cgroup {path}: {error.strerror}") from error
+
+
+def agent_cgroup_parent(data_dir: Path) -> str:
+    """The cgroup parent of the agent with this data dir: `waka/<12 hex>`, stable across its
+    restarts and distinct for every agent on the host (tests and benchmarks run several)."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()
+    return f"waka/{digest[:12]}"
 
 
 def _prefixes(relative: str) -> list[str]:

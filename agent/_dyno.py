@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,8 @@ class DynoContext:
     driver: Driver
     slugs: SlugCache
     watcher: FileWatcher
-    emit: Callable[[list[LogLine]], None]
+    # Queues lines for the controller; returns the sequence number of the last one.
+    emit: Callable[[list[LogLine]], int]
     changed: Callable[[], None]
     controller: Callable[[], Controller | None] = lambda: None
     clock: Callable[[], float] = time.time
@@ -139,7 +141,11 @@ class Dyno:
         self._attached: AttachedIO | None = None
         self._nursery: trio.Nursery
         self.done = trio.Event()
+        # Output up to this offset is stored by the controller: an agent restarted after a
+        # crash re-reads from here, so no line is lost.
         self._output_offset = 0
+        self._unacked: deque[tuple[int, int]] = deque()
+        self.dirty = False
         self.directory.mkdir(parents=True, exist_ok=True)
         self.output_path = directory / "output.log"
 
@@ -241,7 +247,7 @@ class Dyno:
                         await self._finish_sandbox()
                     nursery.cancel_scope.cancel()
         finally:
-            self._ctx.emit([self._app_line(t) for t in self._output.flush_partial()])
+            self._shipped(self._output.flush_partial(), self._output.offset)
             self._output.close()
             self.done.set()
 
@@ -269,12 +275,24 @@ class Dyno:
                 task_status.started(scope)
                 while True:
                     lines, offset = await self._output.read_lines()
-                    self._ctx.emit([self._app_line(t) for t in lines])
-                    # At-least-once from here: the shipper holds lines until acknowledged.
-                    self._output_offset = offset
-                    self._output.release(offset)
+                    self._shipped(lines, offset)
         finally:
             stopped.set()
+
+    def _shipped(self, lines: list[str], offset: int) -> None:
+        if lines:
+            last_seq = self._ctx.emit([self._app_line(t) for t in lines])
+            self._unacked.append((last_seq, offset))
+
+    def acknowledged(self, seq: int) -> None:
+        """The controller has every line up to seq: their bytes may go from the output file."""
+        advanced = False
+        while self._unacked and self._unacked[0][0] <= seq:
+            _, self._output_offset = self._unacked.popleft()
+            advanced = True
+        if advanced and self._output is not None:
+            self._output.release(self._output_offset)
+            self.dirty = True
 
     async def _start_pump(self) -> tuple[trio.CancelScope, trio.Event]:
         stopped = trio.Event()
@@ -288,8 +306,7 @@ class Dyno:
         assert self._output is not None
         scope.cancel()
         await stopped.wait()
-        self._ctx.emit([self._app_line(t) for t in self._output.flush_partial()])
-        self._output_offset = self._output.offset
+        self._shipped(self._output.flush_partial(), self._output.offset)
 
     async def _life(self) -> None:
         while not self._stop_requested.is_set():

@@ -23,6 +23,7 @@ from waka.v1.agent_pb2 import DynoSpec, DynoStatus
 log = logging.getLogger("waka.agent")
 
 PORT_RANGE = range(20000, 30000)
+SAVE_INTERVAL = 1.0
 
 
 class PortAllocator:
@@ -76,6 +77,7 @@ class DynoManager:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._adopt_recorded()
+            nursery.start_soon(self._save_periodically)
             task_status.started()
             try:
                 await trio.sleep_forever()
@@ -83,6 +85,19 @@ class DynoManager:
                 with trio.CancelScope(shield=True):
                     await self.stop_all()
                 nursery.cancel_scope.cancel()
+
+    def acknowledged(self, seq: int) -> None:
+        for dyno in self._dynos.values():
+            dyno.acknowledged(seq)
+
+    async def _save_periodically(self) -> None:
+        """Records how far each dyno's output is safely stored, at most once a second."""
+        while True:
+            await trio.sleep(SAVE_INTERVAL)
+            for dyno in list(self._dynos.values()):
+                if dyno.dirty:
+                    dyno.dirty = False
+                    dyno.save()
 
     def _adopt_recorded(self) -> None:
         for directory in sorted(self.root.iterdir()):
@@ -117,15 +132,17 @@ class DynoManager:
             shutil.rmtree(dyno.directory, ignore_errors=True)
             self._ctx.changed()
 
-    def converge(self, specs: Iterable[DynoSpec]) -> None:
-        """Starts what is assigned and not running; stops what runs and is not assigned."""
+    def converge(self, specs: Iterable[DynoSpec], keep: Iterable[str] = ()) -> None:
+        """Starts what is assigned and not running; stops what runs and is not assigned, except
+        the dynos the controller asked to keep (ones its database does not know)."""
         wanted = {spec.id: spec for spec in specs}
+        kept = set(keep)
         for dyno_id, spec in wanted.items():
             if dyno_id not in self._dynos:
                 port = self._ports.allocate()
                 self._launch(Dyno(spec, self.root / dyno_id, port, self._ctx))
         for dyno_id, dyno in list(self._dynos.items()):
-            if dyno_id not in wanted:
+            if dyno_id not in wanted and dyno_id not in kept:
                 assert self._nursery is not None
                 self._nursery.start_soon(dyno.stop)
         self._ctx.changed()

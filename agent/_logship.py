@@ -36,13 +36,19 @@ class LogShipper:
         self._sent = 0
         self._dropped = 0
         self._wakeup = trio.Event()
+        self._ack_listeners: list[Callable[[int], None]] = []
 
     @property
     def last_seq(self) -> int:
         return self._seq
 
-    def emit(self, lines: Iterable[LogLine]) -> None:
-        """Queues lines (their seq is set here). Never blocks: over the bound, the oldest go."""
+    def on_ack(self, listener: Callable[[int], None]) -> None:
+        """Calls listener(seq) whenever every line up to seq is stored by the controller."""
+        self._ack_listeners.append(listener)
+
+    def emit(self, lines: Iterable[LogLine]) -> int:
+        """Queues lines (their seq is set here) and returns the last seq given out. Never
+        blocks: over the bound, the oldest lines go."""
         for line in lines:
             self._seq += 1
             line.seq = self._seq
@@ -54,6 +60,7 @@ class LogShipper:
             self._sent = max(0, self._sent - overflow)
             self._dropped += overflow
         self._wakeup.set()
+        return self._seq
 
     def line(self, app: str, dyno: str, text: str, *, source: str = "waka") -> LogLine:
         return LogLine(
@@ -65,6 +72,8 @@ class LogShipper:
             self._buffer.popleft()
             self._sent -= 1
         self._sent = max(self._sent, 0)
+        for listener in self._ack_listeners:
+            listener(seq)
 
     async def run(self, controller: Controller) -> None:
         """Ships until cancelled, reconnecting with a short backoff when the stream breaks."""

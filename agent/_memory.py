@@ -55,10 +55,7 @@ NOTHING: Final = MemoryVerdict()
 
 
 def running_line(used_bytes: int, quota_bytes: int) -> str:
-    return (
-        f"Process running mem={round(used_bytes / _MIB)}M"
-        f"({used_bytes * 100 / quota_bytes:.1f}%)"
-    )
+    return f"Process running mem={round(used_bytes / _MIB)}M({used_bytes * 100 / quota_bytes:.1f}%)"
 
 
 class MemoryPolicy:

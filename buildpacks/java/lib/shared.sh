@@ -42,6 +42,7 @@ cache_restore() {
 	local root=$1 key=$2 target=$3
 	[[ -d $root/$key/tree ]] || return 1
 	rm -rf "$target"
+	mkdir -p "$(dirname "$target")"
 	copy_tree "$root/$key/tree" "$target"
 }
 

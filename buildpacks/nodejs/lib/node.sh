@@ -13,6 +13,7 @@
 NODE_VERSIONS_MAX_AGE_MINUTES=60
 # Node.js versions kept in the build cache (the one in use and the one before it).
 NODE_DISTS_KEPT=2
+STACK_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 
 # Sets NODE_ARCH, NODE_PACKAGE, STACK_NPM_ROOT and SEMVER_DIR; dies naming what the stack lacks.
 find_stack_npm() {
@@ -29,6 +30,17 @@ find_stack_npm() {
 	SEMVER_DIR=$STACK_NPM_ROOT/node_modules/semver
 	[[ -f $SEMVER_DIR/package.json ]] ||
 		die "The stack's npm ($STACK_NPM_ROOT) has no bundled semver module to resolve engines.node with."
+	# npm finds its global npmrc next to the node running it: keep the stack's (a registry
+	# mirror, a cafile...) once the app's own node runs npm.
+	if [[ -z ${npm_config_globalconfig:-} ]]; then
+		npm_config_globalconfig=$(npm config get globalconfig 2>/dev/null) || npm_config_globalconfig=""
+		[[ -n $npm_config_globalconfig ]] && export npm_config_globalconfig
+	fi
+	# Official builds trust only their bundled CAs: add the stack's store, so a site CA or an
+	# intercepting proxy that the host trusts is trusted by builds too.
+	if [[ -z ${NODE_EXTRA_CA_CERTS:-} && -f $STACK_CA_BUNDLE ]]; then
+		export NODE_EXTRA_CA_CERTS=$STACK_CA_BUNDLE
+	fi
 }
 
 # Makes $NODE_CACHE/versions-<arch>.json current when the registry answers. Sets
@@ -104,6 +116,11 @@ select_node_version() {
 	die "Cannot choose a Node.js version: the registry is unreachable and neither the build cache nor the stack has one matching '$range' ($error)."
 }
 
+# npm pack names the file it wrote on stdout; its errors go to stderr.
+without_stdout() {
+	"$@" >/dev/null
+}
+
 # Makes sure $NODE_CACHE/dist/$NODE_VERSION holds bin/node. Sets NODE_FROM_CACHE (yes/no).
 fetch_node() {
 	local target=$NODE_CACHE/dist/$NODE_VERSION work dir
@@ -115,7 +132,7 @@ fetch_node() {
 	puts_sub "Downloading Node.js $NODE_VERSION ($NODE_PACKAGE from the npm registry)"
 	# A private npm cache: the 50 MB tarball must not stay in the app's npm cache as well.
 	run_indented "Downloading $NODE_PACKAGE@$NODE_VERSION" \
-		npm pack --silent --cache "$work/npm-cache" --pack-destination "$work" "$NODE_PACKAGE@$NODE_VERSION"
+		without_stdout npm pack --silent --cache "$work/npm-cache" --pack-destination "$work" "$NODE_PACKAGE@$NODE_VERSION"
 	run_indented "Unpacking $NODE_PACKAGE@$NODE_VERSION" \
 		tar -xzf "$work/$NODE_PACKAGE-$NODE_VERSION.tgz" -C "$work" package/bin/node package/LICENSE
 	mkdir -p "$work/dist/bin"
@@ -127,7 +144,8 @@ fetch_node() {
 	rm -rf "$work"
 	# Keep the newest few; a version pinned by another branch comes back with one download.
 	find "$NODE_CACHE/dist" -mindepth 1 -maxdepth 1 -name '.incoming.*' -mmin +60 -exec rm -rf {} +
-	for dir in $(ls -1t "$NODE_CACHE/dist" | tail -n +$((NODE_DISTS_KEPT + 1))); do
+	find "$NODE_CACHE/dist" -mindepth 1 -maxdepth 1 -type d ! -name '.*' -printf '%T@ %f\n' |
+		sort -rn | tail -n +$((NODE_DISTS_KEPT + 1)) | while read -r _ dir; do
 		[[ $dir == "$NODE_VERSION" ]] || rm -rf "${NODE_CACHE:?}/dist/$dir"
 	done
 }

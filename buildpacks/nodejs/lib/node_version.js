@@ -23,7 +23,7 @@ function ltsMajor(semver, versions) {
 function main(argv) {
   const [semverDir, versionsFile, range] = argv;
   const semver = require(semverDir);
-  const versions = JSON.parse(fs.readFileSync(versionsFile, "utf8"))
+  const versions = [].concat(JSON.parse(fs.readFileSync(versionsFile, "utf8")))
     .filter((v) => semver.valid(v) && !semver.prerelease(v));
   if (versions.length === 0) {
     process.stderr.write("no Node.js versions to choose from\n");

@@ -25,9 +25,10 @@ die() {
 }
 
 # Indent a tool's output line by line as it arrives (sed -u: unbuffered, so a slow install
-# streams instead of appearing all at once at the end).
+# streams instead of appearing all at once at the end). Colour codes some tools print even in
+# batch mode are dropped: a build log is plain text.
 indent() {
-	sed -u 's/^/       /'
+	sed -u -e 's/\x1b\[[0-9;]*[A-Za-z]//g' -e 's/^/       /'
 }
 
 # Runs a command with its output indented under the current step. A failure ends the build with
