@@ -121,6 +121,7 @@ class Agent:
         self._controller: Controller | None = None
         self._session: _Session | None = None
         self._status_changed = trio.Event()
+        self._slugs: SlugCache | None = None
         self.name = ""
 
     def _mark_changed(self) -> None:
@@ -169,6 +170,7 @@ class Agent:
         self._controller = Controller(self.config.controller, credentials.secret)
         shipper = LogShipper()
         slugs = SlugCache(self.data_dir / "slugs", self._controller_now)
+        self._slugs = slugs
         try:
             async with (
                 open_file_watcher(log=log.warning) as watcher,
@@ -277,6 +279,16 @@ class Agent:
             nursery.start_soon(self._build, builder, message.build_job)
         elif kind == "cancel_build":
             builder.cancel(message.cancel_build.build_id)
+        elif kind == "collect_garbage":
+            keep = set(message.collect_garbage.keep_slugs) | dynos.slugs_in_use()
+            apps = set(message.collect_garbage.apps)
+            if self._slugs is not None:
+                nursery.start_soon(trio.to_thread.run_sync, self._slugs.collect, keep)
+            nursery.start_soon(trio.to_thread.run_sync, builder.collect, apps)
+        elif kind == "purge_cache":
+            nursery.start_soon(
+                trio.to_thread.run_sync, builder.purge_cache, message.purge_cache.app
+            )
 
     async def _build(self, builder: Builder, job: BuildJob) -> None:
         def send(message: AgentMessage) -> None:

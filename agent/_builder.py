@@ -23,6 +23,7 @@ from pathlib import Path
 import grpc
 import trio
 
+from waka.agent._buildpacks import BuildpackError, BuildpackResolver, read_buildpacks_file
 from waka.agent._procfile import ProcfileError, parse_procfile, parse_release_yaml
 from waka.agent._sandbox import AppMount, Bind, Driver, SandboxError, SandboxSpec
 from waka.agent._slugpack import LayerCache, pack
@@ -104,6 +105,16 @@ class Builder:
         self._clock = clock
         self._cancels: dict[str, trio.CancelScope] = {}
 
+    def collect(self, apps: set[str]) -> None:
+        """Drops the build caches of apps that no longer exist."""
+        for directory in self.cache_root.iterdir():
+            if directory.is_dir() and directory.name not in apps:
+                self.purge_cache(directory.name)
+
+    def purge_cache(self, app: str) -> None:
+        shutil.rmtree(self.cache_root / app, ignore_errors=True)
+        self._layers.forget(app)
+
     @property
     def running(self) -> list[str]:
         return list(self._cancels)
@@ -167,6 +178,18 @@ class Builder:
             functools.partial(pack, app_dir, slug_path, layers=self._layers, scope=job.app)
         )
         output([f"       Done: {_megabytes(size)}"])
+        if job.slug_max_bytes and size > job.slug_max_bytes:
+            raise BuildFailed(
+                f"the compiled slug is {_megabytes(size)}, over the limit of"
+                f" {_megabytes(job.slug_max_bytes)}; add a .slugignore or remove large files"
+            )
+        if job.slug_warn_bytes and size > job.slug_warn_bytes:
+            output(
+                [
+                    f" !     Warning: your slug size ({_megabytes(size)}) exceeds the soft limit"
+                    f" ({_megabytes(job.slug_warn_bytes)}), which may slow down dyno starts."
+                ]
+            )
         steps.lap("pack")
         await trio.to_thread.run_sync(self._upload, job.build_id, slug_path, sha, size)
         steps.lap("upload")
@@ -219,15 +242,31 @@ class Builder:
         cache_dir.mkdir(exist_ok=True)
         os.chown(cache_dir, job.uid, job.uid)
 
-    def _buildpack_dirs(self, job: BuildJob) -> tuple[list[Bind], dict[str, str]]:
+    def _buildpack_dirs(
+        self, job: BuildJob, app_dir: Path, output: Callable[[list[str]], None]
+    ) -> tuple[list[Bind], dict[str, str]]:
         binds: list[Bind] = []
         env: dict[str, str] = {}
-        if job.buildpacks:
+        chosen = list(job.buildpacks) or read_buildpacks_file(app_dir)
+        if chosen:
+            resolver = BuildpackResolver(
+                self._tools.buildpacks_dir,
+                self.root.parent / "buildpacks",
+                say=lambda line: output([line]),
+            )
             paths = []
-            for i, name in enumerate(job.buildpacks):
-                local = self._resolve_buildpack(name)
+            for i, name in enumerate(chosen):
+                try:
+                    local = resolver.resolve(name)
+                except BuildpackError as error:
+                    raise BuildFailed(str(error)) from None
+                # A private, writable copy: buildpacks write an `export` file into their own
+                # directory for the ones after them (Heroku's multi-buildpack convention).
+                copy = app_dir.parent / "buildpacks" / f"{i}-{local.name}"
+                shutil.copytree(local, copy, symlinks=True)
+                chown_tree(copy, job.uid)
                 target = f"/buildpacks/{i}-{local.name}"
-                binds.append(Bind(local, target))
+                binds.append(Bind(copy, target, writable=True))
                 paths.append(target)
             env["WAKA_BUILDPACKS"] = " ".join(paths)
         else:
@@ -236,15 +275,6 @@ class Builder:
                 binds.append(Bind(self._tools.buildpacks_dir / name, f"/buildpacks/{name}"))
             env["WAKA_DETECT_ORDER"] = " ".join(f"/buildpacks/{n}" for n in order)
         return binds, env
-
-    def _resolve_buildpack(self, name: str) -> Path:
-        builtin = self._tools.buildpacks_dir / name
-        if "/" not in name and (builtin / "bin" / "compile").exists():
-            return builtin
-        path = Path(name)
-        if path.is_absolute() and (path / "bin" / "compile").exists():
-            return path
-        raise BuildFailed(f"unknown buildpack {name!r}")
 
     async def _run_buildpacks(
         self,
@@ -255,7 +285,7 @@ class Builder:
         out_dir: Path,
         output: Callable[[list[str]], None],
     ) -> None:
-        binds, env = self._buildpack_dirs(job)
+        binds, env = await trio.to_thread.run_sync(self._buildpack_dirs, job, app_dir, output)
         binds += [
             Bind(cache_dir, "/cache", writable=True),
             Bind(env_dir, "/env"),
@@ -301,7 +331,8 @@ class Builder:
                     code = await sandbox.wait()
                 if deadline.cancelled_caught:
                     sandbox.kill()
-                    raise BuildFailed(f"the build took longer than {timeout // 60} minutes")
+            if deadline.cancelled_caught:
+                raise BuildFailed(f"the build took longer than {_duration(timeout)}")
         finally:
             with trio.CancelScope(shield=True):
                 if sandbox.is_running():
@@ -370,6 +401,12 @@ def _describe_types(types: dict[str, str]) -> str:
     if not types:
         return "       Procfile declares types -> (none)"
     return f"       Procfile declares types -> {', '.join(types)}"
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 60 == 0:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
 
 
 def _megabytes(size: int) -> str:

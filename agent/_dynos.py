@@ -147,6 +147,9 @@ class DynoManager:
                 self._nursery.start_soon(dyno.stop)
         self._ctx.changed()
 
+    def slugs_in_use(self) -> set[str]:
+        return {dyno.spec.slug.sha256 for dyno in self._dynos.values()}
+
     def statuses(self) -> list[DynoStatus]:
         return [dyno.status() for dyno in self._dynos.values()]
 

@@ -135,8 +135,14 @@ class LayerCache:
         self.hits += 1
         return True
 
+    def forget(self, scope: str) -> None:
+        """Drops every cached member of one scope (an app whose build cache is purged)."""
+        for marker in self.root.glob("*/.scope"):
+            if marker.read_text() == scope:
+                shutil.rmtree(marker.parent, ignore_errors=True)
+
     def writer(self, scope: str, name: str, print_: str) -> _LayerWriter:
-        return _LayerWriter(self, self._dir(scope, name), print_)
+        return _LayerWriter(self, self._dir(scope, name), print_, scope)
 
     def _trim(self, directory: Path) -> None:
         members = sorted(directory.glob("*.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -147,14 +153,16 @@ class LayerCache:
 class _LayerWriter:
     """A new cache entry, kept only if the member was written completely."""
 
-    def __init__(self, cache: LayerCache, directory: Path, print_: str) -> None:
+    def __init__(self, cache: LayerCache, directory: Path, print_: str, scope: str) -> None:
         self._cache = cache
+        self._scope = scope
         self._directory = directory
         self._final = directory / f"{print_}.gz"
         self._tmp = directory / f".{print_}.tmp"
 
     def __enter__(self) -> BinaryIO:
         self._directory.mkdir(parents=True, exist_ok=True)
+        (self._directory / ".scope").write_text(self._scope)
         self._file = self._tmp.open("wb")
         return self._file
 

@@ -91,5 +91,14 @@ class SlugCache:
         chown_tree(build_dir, uid)
         os.rename(build_dir, target)
 
+    def collect(self, keep: set[str]) -> int:
+        """Deletes unpacked slugs not in keep; returns how many went."""
+        removed = 0
+        for sha in self.shas():
+            if sha not in keep:
+                self.remove(sha)
+                removed += 1
+        return removed
+
     def remove(self, sha: str) -> None:
         shutil.rmtree(self.path(sha), ignore_errors=True)

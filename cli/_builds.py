@@ -9,6 +9,7 @@ from waka.cli._appref import resolve_app
 from waka.cli._connection import connect
 from waka.cli._context import Context
 from waka.cli._output import (
+    action,
     aligned,
     app_label,
     heading,
@@ -82,5 +83,57 @@ def info(args: argparse.Namespace, ctx: Context) -> int:
             ("Buildpacks", ", ".join(build.buildpacks)),
             ("Error", build.error),
         ],
+    )
+    return 0
+
+
+def output(args: argparse.Namespace, ctx: Context) -> int:
+    app = resolve_app(args.app, ctx)
+    with connect(args.data_dir, ctx.environ) as api:
+        lines = api.builds.Output(platform_pb2.BuildRef(app=app, id=args.build_id)).lines
+    for line in lines:
+        ctx.stdout.write(f"{line}\n")
+    return 0
+
+
+def cancel(args: argparse.Namespace, ctx: Context) -> int:
+    app = resolve_app(args.app, ctx)
+    with (
+        connect(args.data_dir, ctx.environ) as api,
+        action(ctx.stdout, f"Stopping the build of {app_label(app)}"),
+    ):
+        api.builds.Cancel(platform_pb2.BuildRef(app=app, id=args.build_id or ""))
+    return 0
+
+
+def purge_cache(args: argparse.Namespace, ctx: Context) -> int:
+    app = resolve_app(args.app, ctx)
+    with (
+        connect(args.data_dir, ctx.environ) as api,
+        action(ctx.stdout, f"Purging the build cache of {app_label(app)}"),
+    ):
+        api.builds.PurgeCache(platform_pb2.AppRef(app=app))
+    return 0
+
+
+def collect_garbage(args: argparse.Namespace, ctx: Context) -> int:
+    with connect(args.data_dir, ctx.environ) as api:
+        report = api.builds.CollectGarbage(platform_pb2.GarbageRequest(immediate=args.now))
+    if args.json:
+        write_json(
+            ctx.stdout,
+            {
+                "slugs_removed": report.slugs_removed,
+                "slug_bytes": report.slug_bytes,
+                "sources_removed": report.sources_removed,
+                "source_bytes": report.source_bytes,
+                "releases_kept": report.releases_kept,
+            },
+        )
+        return 0
+    ctx.stdout.write(
+        f"Removed {report.slugs_removed} slugs ({report.slug_bytes / 1e6:.1f} MB) and"
+        f" {report.sources_removed} sources ({report.source_bytes / 1e6:.1f} MB); each app keeps"
+        f" the slugs of its {report.releases_kept} newest releases.\n"
     )
     return 0

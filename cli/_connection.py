@@ -75,6 +75,7 @@ class Api:
         self.logs = Service(platform_pb2_grpc.LogsStub(channel), target)
         self.nodes = Service(platform_pb2_grpc.NodesStub(channel), target)
         self.domains = Service(platform_pb2_grpc.DomainsStub(channel), target)
+        self.buildpacks = Service(platform_pb2_grpc.BuildpacksStub(channel), target)
 
 
 @contextmanager

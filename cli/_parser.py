@@ -281,6 +281,37 @@ def _hostname(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("hostname", metavar="HOSTNAME", help="e.g. www.example.home.lan")
 
 
+def _buildpack_edit(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("buildpack", metavar="BUILDPACK", help="name, absolute path or git URL")
+    parser.add_argument("-i", "--index", type=int, default=None, help="position (from 1)")
+
+
+def _buildpack_remove(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("buildpack", nargs="?", default="", metavar="BUILDPACK")
+    parser.add_argument("-i", "--index", type=int, default=None, help="position (from 1)")
+
+
+def _build_id_optional(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument(
+        "build_id", nargs="?", default="", metavar="ID", help="default: the running one"
+    )
+
+
+def _build_id(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("build_id", metavar="ID")
+
+
+def _gc(parser: argparse.ArgumentParser) -> None:
+    _json(parser)
+    parser.add_argument(
+        "--now", action="store_true", help="skip the grace periods for recent builds and files"
+    )
+
+
 def _help(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topic", nargs="?", metavar="COMMAND")
 
@@ -298,6 +329,17 @@ COMMANDS: tuple[Command, ...] = (
     Command("deploy", "build and release a directory or tarball", "_deploy:deploy", _deploy),
     Command("builds", "list an app's builds", "_builds:list_builds", _app_json),
     Command("builds:info", "show one build", "_builds:info", _builds_info),
+    Command("builds:output", "show a build's output", "_builds:output", _build_id),
+    Command("builds:cancel", "stop a running build", "_builds:cancel", _build_id_optional),
+    Command("builds:cache:purge", "empty an app's build cache", "_builds:purge_cache", _app),
+    Command(
+        "gc", "delete slugs and sources nothing needs any more", "_builds:collect_garbage", _gc
+    ),
+    Command("buildpacks", "list an app's buildpacks", "_buildpacks:list_buildpacks", _app_json),
+    Command("buildpacks:set", "set a buildpack", "_buildpacks:set_buildpack", _buildpack_edit),
+    Command("buildpacks:add", "add a buildpack", "_buildpacks:add", _buildpack_edit),
+    Command("buildpacks:remove", "remove a buildpack", "_buildpacks:remove", _buildpack_remove),
+    Command("buildpacks:clear", "go back to detection", "_buildpacks:clear", _app),
     Command("releases", "list an app's releases", "_releases:list_releases", _releases),
     Command("releases:info", "show one release", "_releases:info", _releases_info),
     Command(

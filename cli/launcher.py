@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from waka.agent import AgentConfig, AgentError, run_agent
-from waka.controller import ControllerConfig, run_controller
+from waka.controller import BuildLimits, ControllerConfig, run_controller
 
 DEFAULT_API = "127.0.0.1:7400"
 DEFAULT_HTTP = "127.0.0.1:7401"
@@ -69,6 +69,24 @@ def _controller_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=30,
         help="seconds between SIGTERM and SIGKILL when dynos stop (default 30)",
+    )
+    parser.add_argument(
+        "--build-timeout",
+        type=float,
+        default=15 * 60,
+        help="seconds a build may take (default 900)",
+    )
+    parser.add_argument(
+        "--slug-max-mb",
+        type=int,
+        default=500,
+        help="refuse slugs larger than this, in MB (default 500; a warning at 60%%)",
+    )
+    parser.add_argument(
+        "--keep-releases",
+        type=int,
+        default=10,
+        help="each app keeps the slugs of this many newest releases for rollback (default 10)",
     )
     parser.add_argument(
         "--release-timeout",
@@ -149,6 +167,12 @@ def up(argv: list[str]) -> int:
                 public_host=args.public_host,
                 stop_grace_seconds=args.stop_grace,
                 release_timeout=args.release_timeout,
+                build_timeout=args.build_timeout,
+                keep_releases=args.keep_releases,
+                build_limits=BuildLimits(
+                    slug_warn_bytes=args.slug_max_mb * 600_000,
+                    slug_max_bytes=args.slug_max_mb * 1_000_000,
+                ),
             ),
         )
         agent_scope = trio.CancelScope()
@@ -211,6 +235,12 @@ def server(argv: list[str]) -> int:
                 public_host=args.public_host,
                 stop_grace_seconds=args.stop_grace,
                 release_timeout=args.release_timeout,
+                build_timeout=args.build_timeout,
+                keep_releases=args.keep_releases,
+                build_limits=BuildLimits(
+                    slug_warn_bytes=args.slug_max_mb * 600_000,
+                    slug_max_bytes=args.slug_max_mb * 1_000_000,
+                ),
             ),
         )
         print(

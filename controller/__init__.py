@@ -4,6 +4,7 @@ Public surface: `ControllerConfig`, `run_controller` (a trio task; `nursery.star
 `Running` with the bound addresses and tokens).
 """
 
+from waka.controller._deploys import BuildLimits
 from waka.controller._server import ControllerConfig, Running, run_controller
 
-__all__ = ["ControllerConfig", "Running", "run_controller"]
+__all__ = ["BuildLimits", "ControllerConfig", "Running", "run_controller"]

@@ -20,6 +20,7 @@ from waka.controller._bridge import Bridge, next_request
 from waka.controller._deploys import Deployer
 from waka.controller._errors import InvalidInput, WakaError
 from waka.controller._formation import Formation, ScaleChange
+from waka.controller._gc import Collector
 from waka.controller._logs import LogFilter, LogHub
 from waka.controller._nodes import Nodes
 from waka.controller._oneoff import OneOff, OneOffs
@@ -58,6 +59,7 @@ class Services:
     attach: AttachHub
     nodes: Nodes
     routes: Routes
+    collector: Collector
     hub: LogHub
     spawn: Callable[..., None]  # starts a task in the controller's nursery (from the trio thread)
     tmp_dir: Path
@@ -386,6 +388,39 @@ class BuildsServicer(_Base, pb_grpc.BuildsServicer):
     def Get(self, request, context, identity: Identity):
         return self.run(self.s.deployer.get, request.app, request.id)
 
+    @unary("user")
+    def Output(self, request, context, identity: Identity):
+        return pb.OutputLines(lines=self.run(self.s.deployer.output, request.app, request.id))
+
+    @unary("user")
+    def Cancel(self, request, context, identity: Identity):
+        return self.run(self.s.deployer.cancel, request.app, request.id)
+
+    @unary("user")
+    def CollectGarbage(self, request, context, identity: Identity):
+        return self.run(lambda: self.s.collector.collect(immediate=request.immediate))
+
+    @unary("user")
+    def PurgeCache(self, request, context, identity: Identity):
+        self.run(self.s.apps.get, request.app)
+        self.s.bridge.run_sync(self.s.deployer.purge_cache, request.app)
+        return pb.Empty()
+
+
+class BuildpacksServicer(_Base, pb_grpc.BuildpacksServicer):
+    @unary("user")
+    def List(self, request, context, identity: Identity):
+        return pb.BuildpackList(
+            app=request.app, buildpacks=self.run(self.s.apps.buildpacks, request.app)
+        )
+
+    @unary("user")
+    def Set(self, request, context, identity: Identity):
+        buildpacks = self.run(
+            self.s.apps.set_buildpacks, request.app, list(request.buildpacks), identity.subject
+        )
+        return pb.BuildpackList(app=request.app, buildpacks=buildpacks)
+
 
 class LogsServicer(_Base, pb_grpc.LogsServicer):
     @streaming("user")
@@ -444,6 +479,7 @@ def add_platform_servicers(server: grpc.Server, services: Services) -> list[str]
     pb_grpc.add_LogsServicer_to_server(LogsServicer(services), server)
     pb_grpc.add_NodesServicer_to_server(NodesServicer(services), server)
     pb_grpc.add_DomainsServicer_to_server(DomainsServicer(services), server)
+    pb_grpc.add_BuildpacksServicer_to_server(BuildpacksServicer(services), server)
     names = (
         "Apps",
         "Releases",
@@ -454,5 +490,6 @@ def add_platform_servicers(server: grpc.Server, services: Services) -> list[str]
         "Logs",
         "Nodes",
         "Domains",
+        "Buildpacks",
     )
     return [pb.DESCRIPTOR.services_by_name[name].full_name for name in names]

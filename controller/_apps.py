@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -59,6 +61,25 @@ def find_app(db: Database, name: str) -> AppRow:
     if row is None:
         raise app_not_found(name)
     return AppRow(*row[:6], maintenance=bool(row[6]))
+
+
+_BUILDPACK_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_BUILDPACK_URL = re.compile(
+    r"^(https?|git|ssh|file)://[^\s#]+(#[^\s]+)?$|^git@[^\s:]+:[^\s#]+(#\S+)?$"
+)
+
+
+def check_buildpack(buildpack: str) -> str:
+    """A built-in name (`python`), an absolute path on the builders, or a git URL (`#ref`)."""
+    value = buildpack.strip()
+    if _BUILDPACK_NAME.match(value) or _BUILDPACK_URL.match(value):
+        return value
+    if value.startswith("/") and "\0" not in value and ".." not in value.split("/"):
+        return value
+    raise InvalidInput(
+        f"Invalid buildpack {buildpack!r}: give a built-in name (python), an absolute path on the"
+        " builders, or a git URL with an optional #ref."
+    )
 
 
 def _allocate_uid(db: Database) -> int:
@@ -194,6 +215,29 @@ class Apps:
         await self._routes.refresh(name)
         self._hub.emit(name, f"Maintenance mode {'enabled' if on else 'disabled'} by {user}")
         return self.message(app)
+
+    # ------------------------------------------------------------ buildpacks
+
+    async def buildpacks(self, name: str) -> list[str]:
+        def read(db: Database) -> list[str]:
+            app = find_app(db, name)
+            (value,) = db.execute("SELECT buildpacks FROM apps WHERE id = ?", (app.id,)).fetchone()
+            return list(json.loads(value))
+
+        return await self._store.read(read)
+
+    async def set_buildpacks(self, name: str, buildpacks: list[str], user: str) -> list[str]:
+        checked = [check_buildpack(b) for b in buildpacks]
+        if len(set(checked)) != len(checked):
+            raise InvalidInput("A buildpack may be listed only once.")
+
+        def update(db: Database) -> None:
+            app = find_app(db, name)
+            db.execute("UPDATE apps SET buildpacks = ? WHERE id = ?", (json.dumps(checked), app.id))
+
+        await self._store.write(update)
+        self._hub.emit(name, f"Set buildpacks to {', '.join(checked) or 'detection'} by {user}")
+        return checked
 
     # ------------------------------------------------------------ config vars
 

@@ -26,7 +26,13 @@ from waka.controller._logs import LogHub
 from waka.controller._releaser import Releaser
 from waka.controller._releases import SlugInfo, current_config
 from waka.controller._store import Store
-from waka.v1.agent_pb2 import BuildJob, BuildResult, CancelBuild, ControllerMessage
+from waka.v1.agent_pb2 import (
+    BuildJob,
+    BuildResult,
+    CancelBuild,
+    ControllerMessage,
+    PurgeCache,
+)
 from waka.v1.platform_pb2 import Build, BuildStatus
 
 Emit = Callable[[str], Awaitable[None]]
@@ -44,8 +50,20 @@ _STATUS = {
 class _RunningBuild:
     node_id: str
     source_sha: str
+    app: str
     send: trio.MemorySendChannel[list[str] | BuildResult]
     receive: trio.MemoryReceiveChannel[list[str] | BuildResult]
+
+
+@dataclass(frozen=True)
+class BuildLimits:
+    """What a build may use; Heroku's figures by default (slugs: warn at 300 MB, refuse 500 MB)."""
+
+    slug_warn_bytes: int = 300 * 1000 * 1000
+    slug_max_bytes: int = 500 * 1000 * 1000
+    # A build gets at most this much memory and this CPU weight, so it cannot starve dynos.
+    memory_mb: int = 2048
+    cpu_shares: int = 512
 
 
 @dataclass
@@ -86,6 +104,7 @@ class Deployer:
         build_logs: Path,
         clock: Callable[[], float] = time.time,
         build_timeout: float = DEFAULT_BUILD_TIMEOUT,
+        limits: BuildLimits | None = None,
     ) -> None:
         self._store = store
         self._fleet = fleet
@@ -97,6 +116,7 @@ class Deployer:
         build_logs.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._build_timeout = build_timeout
+        self._limits = limits or BuildLimits()
         self._running: dict[str, _RunningBuild] = {}
         self._app_locks: dict[str, _AppLock] = {}
 
@@ -118,6 +138,35 @@ class Deployer:
                 running.send.send_nowait(
                     BuildResult(build_id=build_id, ok=False, error="the builder node disconnected")
                 )
+
+    async def cancel(self, app_name: str, build_id: str) -> Build:
+        """Asks the builder to stop a running build (the app's current one if no id)."""
+        for running_id, running in self._running.items():
+            if running.app == app_name and (not build_id or running_id.startswith(build_id)):
+                session = self._fleet.session(running.node_id)
+                if session is not None:
+                    session.send(ControllerMessage(cancel_build=CancelBuild(build_id=running_id)))
+                return await self.get(app_name, running_id)
+        raise NotFound(
+            f"No build of {app_name} is running" + (f" with id {build_id}." if build_id else ".")
+        )
+
+    async def output(self, app_name: str, build_id: str) -> list[str]:
+        build = await self.get(app_name, build_id)
+        path = trio.Path(self._build_logs / f"{build.id}.log")
+        if not await path.exists():
+            return []
+        return (await path.read_text(encoding="utf-8", errors="replace")).splitlines()
+
+    def running_sources(self) -> frozenset[str]:
+        return frozenset(running.source_sha for running in self._running.values())
+
+    def purge_cache(self, app_name: str) -> int:
+        """Tells every connected builder to empty the app's build cache; returns how many."""
+        sessions = self._fleet.sessions()
+        for session in sessions:
+            session.send(ControllerMessage(purge_cache=PurgeCache(app=app_name)))
+        return len(sessions)
 
     def source_for(self, build_id: str, node_id: str) -> str:
         running = self._running.get(build_id)
@@ -199,9 +248,15 @@ class Deployer:
                 env=config,
                 stack=stack,
                 timeout_seconds=int(self._build_timeout),
+                slug_warn_bytes=self._limits.slug_warn_bytes,
+                slug_max_bytes=self._limits.slug_max_bytes,
+                memory_mb=self._limits.memory_mb,
+                cpu_shares=self._limits.cpu_shares,
             )
             send, receive = trio.open_memory_channel[list[str] | BuildResult](float("inf"))
-            self._running[build_id] = _RunningBuild(builder.node_id, source_sha, send, receive)
+            self._running[build_id] = _RunningBuild(
+                builder.node_id, source_sha, app_name, send, receive
+            )
             try:
                 await self._store.write(
                     lambda db: db.execute(

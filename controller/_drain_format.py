@@ -14,7 +14,9 @@ platform lines take local0.
 
 from __future__ import annotations
 
-from waka.controller._logs import format_time
+import datetime as dt
+from functools import lru_cache
+
 from waka.v1.common_pb2 import LogLine
 
 SEVERITY_WARNING = 4
@@ -35,20 +37,42 @@ def priority(line: LogLine) -> int:
     return _FACILITY_BY_SOURCE.get(line.source, _FACILITY_PLATFORM) * 8 + SEVERITY_INFO
 
 
+# Formatting is the drains' hot path (every line, for every drain): the few distinct header
+# values and the second part of timestamps are cached.
+
+
+@lru_cache(maxsize=4096)
 def header_field(value: str, max_length: int) -> str:
     """A value made fit for a header field: NILVALUE when empty, other bytes replaced by `_`."""
     cleaned = "".join(c if "!" <= c <= "~" else "_" for c in value[:max_length])
     return cleaned or "-"
 
 
-def message(line: LogLine, token: str) -> bytes:
-    head = (
-        f"<{priority(line)}>1 {format_time(line.time_us)} "
-        f"{header_field(token, _MAX_HOSTNAME)} {header_field(line.source, _MAX_APP_NAME)} "
-        f"{header_field(line.dyno, _MAX_PROCID)} - - "
+@lru_cache(maxsize=256)
+def _second(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def timestamp(time_us: int) -> str:
+    """RFC 5424 TIMESTAMP with microseconds, in UTC: `2026-11-26T03:01:28.791299+00:00`."""
+    seconds, micros = divmod(time_us, 1_000_000)
+    return f"{_second(seconds)}.{micros:06d}+00:00"
+
+
+@lru_cache(maxsize=4096)
+def _head_fields(token: str, source: str, dyno: str) -> str:
+    return (
+        f"{header_field(token, _MAX_HOSTNAME)} {header_field(source, _MAX_APP_NAME)} "
+        f"{header_field(dyno, _MAX_PROCID)} - - "
     )
+
+
+def message(line: LogLine, token: str) -> bytes:
     text = line.text if line.text.endswith("\n") else line.text + "\n"
-    return head.encode() + text.encode(errors="replace")
+    return (
+        f"<{priority(line)}>1 {timestamp(line.time_us)} "
+        f"{_head_fields(token, line.source, line.dyno)}{text}"
+    ).encode(errors="replace")
 
 
 def frame(line: LogLine, token: str) -> bytes:

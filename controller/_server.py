@@ -8,7 +8,7 @@ import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,10 @@ from waka.controller._apps import Apps
 from waka.controller._attach import AttachHub
 from waka.controller._blobs import BlobStore
 from waka.controller._bridge import Bridge
-from waka.controller._deploys import Deployer
+from waka.controller._deploys import BuildLimits, Deployer
 from waka.controller._fleet import Fleet
 from waka.controller._formation import Formation
+from waka.controller._gc import Collector
 from waka.controller._git import GitEndpoint
 from waka.controller._liveness import Liveness
 from waka.controller._logs import LogHub
@@ -71,6 +72,9 @@ class ControllerConfig:
     # Seconds without word from a node before it is suspect, and before its dynos move.
     suspect_after: float = 10.0
     down_after: float = 20.0
+    build_limits: BuildLimits = field(default_factory=BuildLimits)
+    # Each app keeps the slugs of this many newest releases (that many rollbacks stay possible).
+    keep_releases: int = 10
 
 
 @dataclass(frozen=True)
@@ -215,8 +219,13 @@ async def _serve(
             slugs=slugs,
             build_logs=data_dir / "builds",
             build_timeout=config.build_timeout,
+            limits=config.build_limits,
         )
         agents = Agents(store, tokens, fleet, reconciler, deployer, oneoffs)
+        collector = Collector(
+            store, fleet, slugs=slugs, sources=sources, keep_releases=config.keep_releases
+        )
+        collector.building = deployer.running_sources
         nodes = Nodes(
             store,
             tokens,
@@ -275,6 +284,7 @@ async def _serve(
                 attach=attach,
                 nodes=nodes,
                 routes=routes,
+                collector=collector,
                 hub=hub,
                 spawn=spawn,
                 tmp_dir=tmp_dir,
@@ -305,6 +315,7 @@ async def _serve(
         server.start()
         try:
             await nursery.start(nodes.run)
+            await nursery.start(collector.run)
             await nursery.start(reconciler.run)
             health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
             running = Running(

@@ -130,14 +130,32 @@ class DynoStatus(_message.Message):
     def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.DynoState, str]] = ..., release: _Optional[int] = ..., pid: _Optional[int] = ..., port: _Optional[int] = ..., exit_code: _Optional[int] = ..., restarts: _Optional[int] = ..., state_changed_us: _Optional[int] = ..., message: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class ControllerMessage(_message.Message):
-    __slots__ = ("assignment", "build_job", "cancel_build")
+    __slots__ = ("assignment", "build_job", "cancel_build", "purge_cache", "collect_garbage")
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     BUILD_JOB_FIELD_NUMBER: _ClassVar[int]
     CANCEL_BUILD_FIELD_NUMBER: _ClassVar[int]
+    PURGE_CACHE_FIELD_NUMBER: _ClassVar[int]
+    COLLECT_GARBAGE_FIELD_NUMBER: _ClassVar[int]
     assignment: Assignment
     build_job: BuildJob
     cancel_build: CancelBuild
-    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., build_job: _Optional[_Union[BuildJob, _Mapping]] = ..., cancel_build: _Optional[_Union[CancelBuild, _Mapping]] = ...) -> None: ...
+    purge_cache: PurgeCache
+    collect_garbage: CollectGarbage
+    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., build_job: _Optional[_Union[BuildJob, _Mapping]] = ..., cancel_build: _Optional[_Union[CancelBuild, _Mapping]] = ..., purge_cache: _Optional[_Union[PurgeCache, _Mapping]] = ..., collect_garbage: _Optional[_Union[CollectGarbage, _Mapping]] = ...) -> None: ...
+
+class PurgeCache(_message.Message):
+    __slots__ = ("app",)
+    APP_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    def __init__(self, app: _Optional[str] = ...) -> None: ...
+
+class CollectGarbage(_message.Message):
+    __slots__ = ("keep_slugs", "apps")
+    KEEP_SLUGS_FIELD_NUMBER: _ClassVar[int]
+    APPS_FIELD_NUMBER: _ClassVar[int]
+    keep_slugs: _containers.RepeatedScalarFieldContainer[str]
+    apps: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, keep_slugs: _Optional[_Iterable[str]] = ..., apps: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("dynos", "keep")
@@ -203,7 +221,7 @@ class SlugRef(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
 class BuildJob(_message.Message):
-    __slots__ = ("build_id", "app", "uid", "source_sha256", "source_version", "buildpacks", "env", "stack", "timeout_seconds")
+    __slots__ = ("build_id", "app", "uid", "source_sha256", "source_version", "buildpacks", "env", "stack", "timeout_seconds", "slug_warn_bytes", "slug_max_bytes", "memory_mb", "cpu_shares")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +238,10 @@ class BuildJob(_message.Message):
     ENV_FIELD_NUMBER: _ClassVar[int]
     STACK_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SLUG_WARN_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SLUG_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    CPU_SHARES_FIELD_NUMBER: _ClassVar[int]
     build_id: str
     app: str
     uid: int
@@ -229,7 +251,11 @@ class BuildJob(_message.Message):
     env: _containers.ScalarMap[str, str]
     stack: str
     timeout_seconds: int
-    def __init__(self, build_id: _Optional[str] = ..., app: _Optional[str] = ..., uid: _Optional[int] = ..., source_sha256: _Optional[str] = ..., source_version: _Optional[str] = ..., buildpacks: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., stack: _Optional[str] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
+    slug_warn_bytes: int
+    slug_max_bytes: int
+    memory_mb: int
+    cpu_shares: int
+    def __init__(self, build_id: _Optional[str] = ..., app: _Optional[str] = ..., uid: _Optional[int] = ..., source_sha256: _Optional[str] = ..., source_version: _Optional[str] = ..., buildpacks: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., stack: _Optional[str] = ..., timeout_seconds: _Optional[int] = ..., slug_warn_bytes: _Optional[int] = ..., slug_max_bytes: _Optional[int] = ..., memory_mb: _Optional[int] = ..., cpu_shares: _Optional[int] = ...) -> None: ...
 
 class CancelBuild(_message.Message):
     __slots__ = ("build_id",)

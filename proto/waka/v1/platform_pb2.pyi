@@ -86,6 +86,34 @@ class AppList(_message.Message):
     apps: _containers.RepeatedCompositeFieldContainer[App]
     def __init__(self, apps: _Optional[_Iterable[_Union[App, _Mapping]]] = ...) -> None: ...
 
+class GarbageRequest(_message.Message):
+    __slots__ = ("immediate",)
+    IMMEDIATE_FIELD_NUMBER: _ClassVar[int]
+    immediate: bool
+    def __init__(self, immediate: _Optional[bool] = ...) -> None: ...
+
+class GarbageReport(_message.Message):
+    __slots__ = ("slugs_removed", "slug_bytes", "sources_removed", "source_bytes", "releases_kept")
+    SLUGS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    SLUG_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RELEASES_KEPT_FIELD_NUMBER: _ClassVar[int]
+    slugs_removed: int
+    slug_bytes: int
+    sources_removed: int
+    source_bytes: int
+    releases_kept: int
+    def __init__(self, slugs_removed: _Optional[int] = ..., slug_bytes: _Optional[int] = ..., sources_removed: _Optional[int] = ..., source_bytes: _Optional[int] = ..., releases_kept: _Optional[int] = ...) -> None: ...
+
+class BuildpackList(_message.Message):
+    __slots__ = ("app", "buildpacks")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    BUILDPACKS_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    buildpacks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, app: _Optional[str] = ..., buildpacks: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class BuildUpload(_message.Message):
     __slots__ = ("header", "data")
     class Header(_message.Message):

@@ -305,6 +305,26 @@ class BuildsStub:
                 request_serializer=waka_dot_v1_dot_platform__pb2.BuildRef.SerializeToString,
                 response_deserializer=waka_dot_v1_dot_platform__pb2.Build.FromString,
                 _registered_method=True)
+        self.Output = channel.unary_unary(
+                '/waka.v1.Builds/Output',
+                request_serializer=waka_dot_v1_dot_platform__pb2.BuildRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.OutputLines.FromString,
+                _registered_method=True)
+        self.Cancel = channel.unary_unary(
+                '/waka.v1.Builds/Cancel',
+                request_serializer=waka_dot_v1_dot_platform__pb2.BuildRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Build.FromString,
+                _registered_method=True)
+        self.PurgeCache = channel.unary_unary(
+                '/waka.v1.Builds/PurgeCache',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AppRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CollectGarbage = channel.unary_unary(
+                '/waka.v1.Builds/CollectGarbage',
+                request_serializer=waka_dot_v1_dot_platform__pb2.GarbageRequest.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.GarbageReport.FromString,
+                _registered_method=True)
 
 
 class BuildsServicer:
@@ -332,6 +352,34 @@ class BuildsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Output(self, request, context):
+        """The stored output of a build, also one that failed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Cancel(self, request, context):
+        """Stops a running build (the app's current one when `id` is empty).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeCache(self, request, context):
+        """Empties the app's build cache on every builder.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CollectGarbage(self, request, context):
+        """Deletes slugs and sources no kept release or recent build needs (it also runs hourly).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BuildsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -349,6 +397,26 @@ def add_BuildsServicer_to_server(servicer, server):
                     servicer.Get,
                     request_deserializer=waka_dot_v1_dot_platform__pb2.BuildRef.FromString,
                     response_serializer=waka_dot_v1_dot_platform__pb2.Build.SerializeToString,
+            ),
+            'Output': grpc.unary_unary_rpc_method_handler(
+                    servicer.Output,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.BuildRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.OutputLines.SerializeToString,
+            ),
+            'Cancel': grpc.unary_unary_rpc_method_handler(
+                    servicer.Cancel,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.BuildRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Build.SerializeToString,
+            ),
+            'PurgeCache': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeCache,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AppRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+            ),
+            'CollectGarbage': grpc.unary_unary_rpc_method_handler(
+                    servicer.CollectGarbage,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.GarbageRequest.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.GarbageReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -434,6 +502,235 @@ class Builds:
             '/waka.v1.Builds/Get',
             waka_dot_v1_dot_platform__pb2.BuildRef.SerializeToString,
             waka_dot_v1_dot_platform__pb2.Build.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Output(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Builds/Output',
+            waka_dot_v1_dot_platform__pb2.BuildRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.OutputLines.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Cancel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Builds/Cancel',
+            waka_dot_v1_dot_platform__pb2.BuildRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Build.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeCache(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Builds/PurgeCache',
+            waka_dot_v1_dot_platform__pb2.AppRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CollectGarbage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Builds/CollectGarbage',
+            waka_dot_v1_dot_platform__pb2.GarbageRequest.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.GarbageReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class BuildpacksStub:
+    """An app's buildpacks, in order: built-in names, absolute paths on the builders, or git URLs
+    with an optional `#ref`. Empty means: the app's .buildpacks file, else detection.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.List = channel.unary_unary(
+                '/waka.v1.Buildpacks/List',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AppRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.BuildpackList.FromString,
+                _registered_method=True)
+        self.Set = channel.unary_unary(
+                '/waka.v1.Buildpacks/Set',
+                request_serializer=waka_dot_v1_dot_platform__pb2.BuildpackList.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.BuildpackList.FromString,
+                _registered_method=True)
+
+
+class BuildpacksServicer:
+    """An app's buildpacks, in order: built-in names, absolute paths on the builders, or git URLs
+    with an optional `#ref`. Empty means: the app's .buildpacks file, else detection.
+    """
+
+    def List(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Set(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_BuildpacksServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AppRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.BuildpackList.SerializeToString,
+            ),
+            'Set': grpc.unary_unary_rpc_method_handler(
+                    servicer.Set,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.BuildpackList.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.BuildpackList.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'waka.v1.Buildpacks', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('waka.v1.Buildpacks', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Buildpacks:
+    """An app's buildpacks, in order: built-in names, absolute paths on the builders, or git URLs
+    with an optional `#ref`. Empty means: the app's .buildpacks file, else detection.
+    """
+
+    @staticmethod
+    def List(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Buildpacks/List',
+            waka_dot_v1_dot_platform__pb2.AppRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.BuildpackList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Set(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Buildpacks/Set',
+            waka_dot_v1_dot_platform__pb2.BuildpackList.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.BuildpackList.FromString,
             options,
             channel_credentials,
             insecure,
