@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -183,6 +184,7 @@ class Agent:
                     emit=shipper.emit,
                     changed=self._mark_changed,
                     controller=self._controller_now,
+                    volumes=self.data_dir / "volumes",
                 )
                 dynos = DynoManager(self.data_dir / "dynos", context)
                 shipper.on_ack(dynos.acknowledged)
@@ -285,6 +287,19 @@ class Agent:
             if self._slugs is not None:
                 nursery.start_soon(trio.to_thread.run_sync, self._slugs.collect, keep)
             nursery.start_soon(trio.to_thread.run_sync, builder.collect, apps)
+        elif kind == "delete_volume":
+            volume = message.delete_volume.id
+            if (
+                volume in dynos.volumes_in_use()
+                or not volume
+                or "/" in volume
+                or volume in {".", ".."}
+            ):
+                log.warning("not deleting volume %r: it is in use or not a volume name", volume)
+            else:
+                nursery.start_soon(
+                    trio.to_thread.run_sync, shutil.rmtree, self.data_dir / "volumes" / volume, True
+                )
         elif kind == "purge_cache":
             nursery.start_soon(
                 trio.to_thread.run_sync, builder.purge_cache, message.purge_cache.app

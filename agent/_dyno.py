@@ -32,6 +32,7 @@ from waka.agent._follow import FileWatcher, OutputFollower
 from waka.agent._sandbox import (
     EXIT_STATUS_UNKNOWN,
     AppMount,
+    Bind,
     Driver,
     SandboxError,
     SandboxProcess,
@@ -62,6 +63,10 @@ PROFILE_PRELUDE = (
 PORT_POLL_INTERVAL = 0.02
 
 
+def _safe_name(name: str) -> bool:
+    return bool(name) and all(c.isalnum() or c in "-_" for c in name)
+
+
 def dyno_command(command: str, *, tty: bool = False) -> list[str]:
     argv = ["bash", "-c", PROFILE_PRELUDE + command]
     if tty:
@@ -82,7 +87,7 @@ def dyno_environment(spec: DynoSpec, port: int) -> dict[str, str]:
             "STACK": spec.stack or "host",
         }
     )
-    if spec.type == "web":
+    if spec.type == "web" or spec.fixed_port:
         env["PORT"] = str(port)
     return env
 
@@ -118,6 +123,8 @@ class DynoContext:
     emit: Callable[[list[LogLine]], int]
     changed: Callable[[], None]
     controller: Callable[[], Controller | None] = lambda: None
+    # Where persistent volumes (add-on data) live, and an empty tree for dynos without a slug.
+    volumes: Path | None = None
     clock: Callable[[], float] = time.time
 
 
@@ -353,7 +360,8 @@ class Dyno:
         spec = self.spec
         self._set_state(DynoState.DYNO_STATE_STARTING)
         try:
-            app_dir = await self._ctx.slugs.ensure(spec.slug, spec.uid)
+            app_dir = await self._app_dir()
+            binds = self._volume_binds()
         except SlugError as error:
             self._say(f"Error R99 (Platform error) -> {error}")
             self._set_state(DynoState.DYNO_STATE_CRASHED, str(error))
@@ -367,6 +375,7 @@ class Dyno:
             uid=spec.uid,
             app_dir=app_dir,
             app_mount=AppMount.OVERLAY,
+            binds=binds,
         )
         attached = None
         fd = -1
@@ -405,6 +414,25 @@ class Dyno:
         self.pid = self._sandbox.pid
         self.save()
         return True
+
+    async def _app_dir(self) -> Path:
+        """The unpacked slug; services without one (add-ons) get an empty tree."""
+        if self.spec.slug.sha256:
+            return await self._ctx.slugs.ensure(self.spec.slug, self.spec.uid)
+        empty = self._ctx.slugs.root / ".empty"
+        empty.mkdir(mode=0o755, exist_ok=True)
+        return empty
+
+    def _volume_binds(self) -> list[Bind]:
+        if not self.spec.volume:
+            return []
+        if self._ctx.volumes is None or not _safe_name(self.spec.volume):
+            raise SlugError(f"this node cannot hold volume {self.spec.volume!r}")
+        volume = self._ctx.volumes / self.spec.volume
+        if not volume.exists():
+            volume.mkdir(parents=True, mode=0o700)
+            os.chown(volume, self.spec.uid, self.spec.uid)
+        return [Bind(volume, "/data", writable=True)]
 
     def _signal(self, sig: int) -> None:
         if self._sandbox is not None:

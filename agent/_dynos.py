@@ -139,13 +139,20 @@ class DynoManager:
         kept = set(keep)
         for dyno_id, spec in wanted.items():
             if dyno_id not in self._dynos:
-                port = self._ports.allocate()
+                if spec.fixed_port:
+                    port = int(spec.fixed_port)
+                    self._ports.reserve(port)
+                else:
+                    port = self._ports.allocate()
                 self._launch(Dyno(spec, self.root / dyno_id, port, self._ctx))
         for dyno_id, dyno in list(self._dynos.items()):
             if dyno_id not in wanted and dyno_id not in kept:
                 assert self._nursery is not None
                 self._nursery.start_soon(dyno.stop)
         self._ctx.changed()
+
+    def volumes_in_use(self) -> set[str]:
+        return {dyno.spec.volume for dyno in self._dynos.values() if dyno.spec.volume}
 
     def slugs_in_use(self) -> set[str]:
         return {dyno.spec.slug.sha256 for dyno in self._dynos.values()}

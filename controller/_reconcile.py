@@ -153,6 +153,9 @@ class Reconciler:
         self.unknown: dict[str, list[str]] = {}
         # Called before assignments go out, with the dynos this pass decided to stop.
         self.before_push: Callable[[str, list[str]], Awaitable[None]] = _nothing
+        # Long-running services a node also runs (managed add-ons), as dyno specs, by node;
+        # called inside a read transaction.
+        self.services: Callable[[Database, str], list[DynoSpec]] = lambda _db, _node: []
 
     # ------------------------------------------------------------ triggers
 
@@ -397,9 +400,12 @@ class Reconciler:
         session = self._fleet.session(node_id)
         if session is None:
             return
-        specs, known = await self._store.read(
-            lambda db: (self._assignment_for(db, node_id), _known_dynos(db, node_id))
-        )
+        def read(db: Database) -> tuple[list[DynoSpec], set[str]]:
+            services = self.services(db, node_id)
+            known = _known_dynos(db, node_id) | {spec.id for spec in services}
+            return self._assignment_for(db, node_id) + services, known
+
+        specs, known = await self._store.read(read)
         # A dyno the node runs that this database never heard of (it was restored, or is new)
         # is left alone, not stopped, until an operator says otherwise.
         unknown = sorted(set(session.dynos) - known)

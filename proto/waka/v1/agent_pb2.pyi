@@ -130,18 +130,26 @@ class DynoStatus(_message.Message):
     def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.DynoState, str]] = ..., release: _Optional[int] = ..., pid: _Optional[int] = ..., port: _Optional[int] = ..., exit_code: _Optional[int] = ..., restarts: _Optional[int] = ..., state_changed_us: _Optional[int] = ..., message: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class ControllerMessage(_message.Message):
-    __slots__ = ("assignment", "build_job", "cancel_build", "purge_cache", "collect_garbage")
+    __slots__ = ("assignment", "build_job", "cancel_build", "purge_cache", "collect_garbage", "delete_volume")
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     BUILD_JOB_FIELD_NUMBER: _ClassVar[int]
     CANCEL_BUILD_FIELD_NUMBER: _ClassVar[int]
     PURGE_CACHE_FIELD_NUMBER: _ClassVar[int]
     COLLECT_GARBAGE_FIELD_NUMBER: _ClassVar[int]
+    DELETE_VOLUME_FIELD_NUMBER: _ClassVar[int]
     assignment: Assignment
     build_job: BuildJob
     cancel_build: CancelBuild
     purge_cache: PurgeCache
     collect_garbage: CollectGarbage
-    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., build_job: _Optional[_Union[BuildJob, _Mapping]] = ..., cancel_build: _Optional[_Union[CancelBuild, _Mapping]] = ..., purge_cache: _Optional[_Union[PurgeCache, _Mapping]] = ..., collect_garbage: _Optional[_Union[CollectGarbage, _Mapping]] = ...) -> None: ...
+    delete_volume: DeleteVolume
+    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., build_job: _Optional[_Union[BuildJob, _Mapping]] = ..., cancel_build: _Optional[_Union[CancelBuild, _Mapping]] = ..., purge_cache: _Optional[_Union[PurgeCache, _Mapping]] = ..., collect_garbage: _Optional[_Union[CollectGarbage, _Mapping]] = ..., delete_volume: _Optional[_Union[DeleteVolume, _Mapping]] = ...) -> None: ...
+
+class DeleteVolume(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class PurgeCache(_message.Message):
     __slots__ = ("app",)
@@ -166,7 +174,7 @@ class Assignment(_message.Message):
     def __init__(self, dynos: _Optional[_Iterable[_Union[DynoSpec, _Mapping]]] = ..., keep: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DynoSpec(_message.Message):
-    __slots__ = ("id", "app", "name", "type", "release", "slug", "command", "env", "size", "uid", "oneoff", "stack", "stop_grace_seconds", "boot_timeout_seconds", "attach", "tty", "window", "timeout_seconds")
+    __slots__ = ("id", "app", "name", "type", "release", "slug", "command", "env", "size", "uid", "oneoff", "stack", "stop_grace_seconds", "boot_timeout_seconds", "attach", "tty", "window", "timeout_seconds", "volume", "fixed_port")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +200,8 @@ class DynoSpec(_message.Message):
     TTY_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    FIXED_PORT_FIELD_NUMBER: _ClassVar[int]
     id: str
     app: str
     name: str
@@ -210,7 +220,9 @@ class DynoSpec(_message.Message):
     tty: bool
     window: _common_pb2.WindowSize
     timeout_seconds: int
-    def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., release: _Optional[int] = ..., slug: _Optional[_Union[SlugRef, _Mapping]] = ..., command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., size: _Optional[_Union[_common_pb2.DynoSize, _Mapping]] = ..., uid: _Optional[int] = ..., oneoff: _Optional[bool] = ..., stack: _Optional[str] = ..., stop_grace_seconds: _Optional[int] = ..., boot_timeout_seconds: _Optional[int] = ..., attach: _Optional[bool] = ..., tty: _Optional[bool] = ..., window: _Optional[_Union[_common_pb2.WindowSize, _Mapping]] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
+    volume: str
+    fixed_port: int
+    def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., release: _Optional[int] = ..., slug: _Optional[_Union[SlugRef, _Mapping]] = ..., command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., size: _Optional[_Union[_common_pb2.DynoSize, _Mapping]] = ..., uid: _Optional[int] = ..., oneoff: _Optional[bool] = ..., stack: _Optional[str] = ..., stop_grace_seconds: _Optional[int] = ..., boot_timeout_seconds: _Optional[int] = ..., attach: _Optional[bool] = ..., tty: _Optional[bool] = ..., window: _Optional[_Union[_common_pb2.WindowSize, _Mapping]] = ..., timeout_seconds: _Optional[int] = ..., volume: _Optional[str] = ..., fixed_port: _Optional[int] = ...) -> None: ...
 
 class SlugRef(_message.Message):
     __slots__ = ("sha256", "size")
