@@ -400,6 +400,7 @@ class Reconciler:
         session = self._fleet.session(node_id)
         if session is None:
             return
+
         def read(db: Database) -> tuple[list[DynoSpec], set[str]]:
             services = self.services(db, node_id)
             known = _known_dynos(db, node_id) | {spec.id for spec in services}
