@@ -16,6 +16,7 @@ import psutil
 import trio
 
 from waka.agent._builder import Builder, find_tools
+from waka.agent._cgroups import agent_cgroup_parent
 from waka.agent._dyno import DynoContext
 from waka.agent._dynos import DynoManager
 from waka.agent._follow import open_file_watcher
@@ -163,7 +164,9 @@ class Agent:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
         driver = self._driver or pick_driver(
-            allow_unisolated=self.config.allow_unisolated, log=log.warning
+            allow_unisolated=self.config.allow_unisolated,
+            log=log.warning,
+            cgroup_parent=agent_cgroup_parent(self.data_dir),
         )
         address = advertised_address(self.config.controller, self.config.address)
         credentials = await trio.to_thread.run_sync(self._credentials, address, driver.isolated)

@@ -25,7 +25,14 @@ import trio
 
 from waka.agent._buildpacks import BuildpackError, BuildpackResolver, read_buildpacks_file
 from waka.agent._procfile import ProcfileError, parse_procfile, parse_release_yaml
-from waka.agent._sandbox import AppMount, Bind, Driver, SandboxError, SandboxSpec
+from waka.agent._sandbox import (
+    AppMount,
+    Bind,
+    Driver,
+    ResourceLimits,
+    SandboxError,
+    SandboxSpec,
+)
 from waka.agent._slugpack import LayerCache, pack
 from waka.agent._slugs import SlugCache
 from waka.agent._slugtar import chown_tree, prune
@@ -312,6 +319,11 @@ class Builder:
             app_dir=app_dir,
             app_mount=AppMount.BIND_RW,
             binds=binds,
+            # A build cannot starve the dynos on its node.
+            limits=ResourceLimits(
+                memory_bytes=job.memory_mb * 1024 * 1024 if job.memory_mb else None,
+                cpu_shares=job.cpu_shares or None,
+            ),
         )
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         try:

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,14 @@ import trio
 from waka.agent._attached import AttachedIO
 from waka.agent._backoff import CrashPolicy
 from waka.agent._follow import FileWatcher, OutputFollower
+from waka.agent._memory import MemoryPolicy, MemorySample
+from waka.agent._ratelimit import LineBudget
 from waka.agent._sandbox import (
     EXIT_STATUS_UNKNOWN,
     AppMount,
     Bind,
     Driver,
+    ResourceLimits,
     SandboxError,
     SandboxProcess,
     SandboxSpec,
@@ -42,7 +46,7 @@ from waka.agent._slugs import SlugCache
 from waka.agent._slugtar import SlugError
 from waka.agent._wire import Controller
 from waka.v1.agent_pb2 import DynoSpec, DynoStatus
-from waka.v1.common_pb2 import DynoState, LogLine
+from waka.v1.common_pb2 import DynoSize, DynoState, LogLine
 
 log = logging.getLogger("waka.agent")
 
@@ -61,6 +65,23 @@ PROFILE_PRELUDE = (
     'if [ -r "$HOME/.profile" ]; then . "$HOME/.profile"; fi\n'
 )
 PORT_POLL_INTERVAL = 0.02
+MEMORY_SAMPLE_INTERVAL = 5.0  # seconds between memory readings (R14/R15)
+MIB = 1024 * 1024
+
+
+def resource_limits(size: DynoSize) -> ResourceLimits | None:
+    """The sandbox limits of a dyno size; None for a spec without one (no cgroup at all)."""
+    if not (size.memory_mb or size.pids or size.cpu_shares):
+        return None
+    return ResourceLimits(
+        memory_bytes=size.memory_mb * MIB or None,
+        max_pids=size.pids or None,
+        cpu_shares=size.cpu_shares or None,
+    )
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="microseconds")
 
 
 def _safe_name(name: str) -> bool:
@@ -146,6 +167,8 @@ class Dyno:
         self._kill_deadline: float | None = None
         self._output: OutputFollower | None = None
         self._attached: AttachedIO | None = None
+        self._memory: MemoryPolicy | None = None
+        self.memory_bytes = 0
         self._nursery: trio.Nursery
         self.done = trio.Event()
         # Output up to this offset is stored by the controller: an agent restarted after a
@@ -153,6 +176,9 @@ class Dyno:
         self._output_offset = 0
         self._unacked: deque[tuple[int, int]] = deque()
         self.dirty = False
+        self._budget = LineBudget()
+        self._rate_dropped = 0
+        self._rate_dropped_since = 0.0
         self.directory.mkdir(parents=True, exist_ok=True)
         self.output_path = directory / "output.log"
 
@@ -211,6 +237,7 @@ class Dyno:
             restarts=self.restarts,
             state_changed_us=int(self.state_changed * 1_000_000),
             message=self.message,
+            memory_bytes=self.memory_bytes,
         )
 
     def _platform(self, text: str) -> LogLine:
@@ -243,6 +270,7 @@ class Dyno:
         self._sandbox = adopted
         if adopted is not None:
             self.pid = adopted.pid
+            self._memory = self._memory_policy(adopted, adopted=True)
         self._output = self._open_output()
         try:
             async with trio.open_nursery() as nursery:
@@ -263,15 +291,6 @@ class Dyno:
         os.close(fd)
         return OutputFollower(self.output_path, self._output_offset, watcher=self._ctx.watcher)
 
-    def _app_line(self, text: str) -> LogLine:
-        return LogLine(
-            time_us=int(self._ctx.clock() * 1_000_000),
-            app=self.spec.app,
-            source="app",
-            dyno=self.spec.name,
-            text=text,
-        )
-
     async def _ship_output(
         self, stopped: trio.Event, *, task_status: trio.TaskStatus[trio.CancelScope]
     ) -> None:
@@ -287,9 +306,31 @@ class Dyno:
             stopped.set()
 
     def _shipped(self, lines: list[str], offset: int) -> None:
-        if lines:
-            last_seq = self._ctx.emit([self._app_line(t) for t in lines])
-            self._unacked.append((last_seq, offset))
+        if not lines:
+            return
+        now = self._ctx.clock()
+        allowed = self._budget.take(len(lines), now)
+        if allowed < len(lines):
+            if not self._rate_dropped:
+                self._rate_dropped_since = now
+            self._rate_dropped += len(lines) - allowed
+            lines = lines[:allowed]
+        elif self._rate_dropped:
+            self._say(
+                f"Error L12 (Dyno output rate exceeded) -> {self._rate_dropped} lines dropped"
+                f" since {_iso(self._rate_dropped_since)}: this dyno wrote more than"
+                f" {int(self._budget.rate)} lines/s."
+            )
+            self._rate_dropped = 0
+        time_us = int(now * 1_000_000)
+        spec = self.spec
+        last_seq = self._ctx.emit(
+            [
+                LogLine(time_us=time_us, app=spec.app, source="app", dyno=spec.name, text=text)
+                for text in lines
+            ]
+        )
+        self._unacked.append((last_seq, offset))
 
     def acknowledged(self, seq: int) -> None:
         """The controller has every line up to seq: their bytes may go from the output file."""
@@ -329,6 +370,8 @@ class Dyno:
             pump = None if self.spec.attach else await self._start_pump()
             code = await self._supervise()
             self.exit_code = code
+            if self._sandbox is not None:
+                self._check_memory(self._sandbox)  # an OOM kill ended it: R15 before the exit
             if pump is not None:
                 await self._stop_pump(pump)
             if self._attached is not None:
@@ -376,6 +419,7 @@ class Dyno:
             app_dir=app_dir,
             app_mount=AppMount.OVERLAY,
             binds=binds,
+            limits=resource_limits(spec.size),
         )
         attached = None
         fd = -1
@@ -412,6 +456,7 @@ class Dyno:
                 attached.close_child_fds()
         self._attached = attached
         self.pid = self._sandbox.pid
+        self._memory = self._memory_policy(self._sandbox, adopted=False)
         self.save()
         return True
 
@@ -448,6 +493,8 @@ class Dyno:
             nursery.start_soon(self._terminate_when_asked, sandbox)
             if self.spec.timeout_seconds:
                 nursery.start_soon(self._kill_after_timeout, sandbox)
+            if self._memory is not None:
+                nursery.start_soon(self._watch_memory, sandbox)
             code = await sandbox.wait()
             nursery.cancel_scope.cancel()
         return code
@@ -469,6 +516,48 @@ class Dyno:
         )
         self._say("Stopping process with SIGKILL")
         sandbox.kill()
+
+    def _memory_policy(self, sandbox: SandboxProcess, *, adopted: bool) -> MemoryPolicy | None:
+        if not self.spec.size.memory_mb or sandbox.cgroup is None:
+            return None
+        seen = 0
+        if adopted:  # OOM kills from before an agent restart were handled (or missed) then
+            try:
+                usage = sandbox.memory_usage()
+            except SandboxError as error:
+                log.warning("dyno %s: %s", self.spec.name, error)
+                usage = None
+            seen = usage.oom_kills if usage is not None else 0
+        return MemoryPolicy(self.spec.size.memory_mb * MIB, oom_kills_seen=seen)
+
+    async def _watch_memory(self, sandbox: SandboxProcess) -> None:
+        """Heroku's R14/R15: a reading every few seconds, judged by the memory policy."""
+        while True:
+            await trio.sleep(MEMORY_SAMPLE_INTERVAL)
+            if self._check_memory(sandbox):
+                return
+
+    def _check_memory(self, sandbox: SandboxProcess) -> bool:
+        """One reading (two small cgroup files: microseconds, so on the loop); True once the
+        dyno is being killed."""
+        if self._memory is None:
+            return False
+        try:
+            usage = sandbox.memory_usage()
+        except SandboxError as error:
+            log.warning("dyno %s: %s", self.spec.name, error)
+            return False
+        if usage is None:
+            return False
+        self.memory_bytes = usage.resident
+        verdict = self._memory.observe(
+            MemorySample(self._ctx.clock(), usage.resident, usage.oom_kills)
+        )
+        for line in verdict.lines:
+            self._say(line)
+        if verdict.kill:
+            sandbox.kill()
+        return verdict.kill
 
     async def _kill_after_timeout(self, sandbox: SandboxProcess) -> None:
         await trio.sleep(self.spec.timeout_seconds)

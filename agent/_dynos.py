@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import random
 import shutil
 import socket
 from collections.abc import Iterable
@@ -29,10 +30,12 @@ SAVE_INTERVAL = 1.0
 class PortAllocator:
     """Hands out host ports for web dynos, skipping any port something else listens on."""
 
-    def __init__(self, ports: range = PORT_RANGE) -> None:
+    def __init__(self, ports: range = PORT_RANGE, *, start: int | None = None) -> None:
         self._ports = ports
         self._taken: set[int] = set()
-        self._next = ports.start
+        # Agents sharing a host each start at their own place in the range, so two of them
+        # rarely offer the same free port at the same moment.
+        self._next = start if start is not None else random.randrange(ports.start, ports.stop)
 
     def reserve(self, port: int) -> None:
         self._taken.add(port)
@@ -84,6 +87,7 @@ class DynoManager:
             finally:
                 with trio.CancelScope(shield=True):
                     await self.stop_all()
+                    self._ctx.driver.close()  # the agent's cgroup parent, once empty
                 nursery.cancel_scope.cancel()
 
     def acknowledged(self, seq: int) -> None:
@@ -100,6 +104,7 @@ class DynoManager:
                     dyno.save()
 
     def _adopt_recorded(self) -> None:
+        restored: list[tuple[Dyno, SandboxProcess | None]] = []
         for directory in sorted(self.root.iterdir()):
             record = Dyno.load_record(directory)
             if record is None:
@@ -110,6 +115,12 @@ class DynoManager:
             except Exception:
                 log.exception("cannot restore the dyno recorded in %s", directory)
                 continue
+            restored.append((dyno, sandbox))
+        # Before any dyno starts a new sandbox: every cgroup not adopted now is a leftover.
+        adopted = [sandbox for _, sandbox in restored if sandbox is not None]
+        for name in self._ctx.driver.remove_stale_cgroups(adopted):
+            log.warning("removed the stale sandbox cgroup %s (and what ran in it)", name)
+        for dyno, sandbox in restored:
             self._ports.reserve(dyno.port)
             self._launch(dyno, sandbox)
             if sandbox is not None:

@@ -20,7 +20,9 @@ from waka.v1.common_pb2 import LogBatch, LogLine
 
 log = logging.getLogger("waka.agent")
 
-BATCH_LINES = 500
+# Big batches spread each batch's round trip (and thread crossings) over many lines.
+BATCH_LINES = 2000
+BATCH_BYTES = 1024 * 1024
 MAX_BUFFERED = 200_000
 
 
@@ -31,9 +33,9 @@ class LogShipper:
         self._clock = clock
         self._seq = int(clock() * 1_000_000)
         self._max_buffered = max_buffered
-        # Lines not yet acknowledged, oldest first; `_sent` of them are already on the wire.
-        self._buffer: deque[LogLine] = deque()
-        self._sent = 0
+        # Lines on the wire and not yet acknowledged, and lines not sent yet; oldest first.
+        self._inflight: deque[LogLine] = deque()
+        self._unsent: deque[LogLine] = deque()
         self._dropped = 0
         self._wakeup = trio.Event()
         self._ack_listeners: list[Callable[[int], None]] = []
@@ -52,26 +54,18 @@ class LogShipper:
         for line in lines:
             self._seq += 1
             line.seq = self._seq
-            self._buffer.append(line)
-        overflow = len(self._buffer) - self._max_buffered
-        if overflow > 0:
-            for _ in range(overflow):
-                self._buffer.popleft()
-            self._sent = max(0, self._sent - overflow)
-            self._dropped += overflow
+            self._unsent.append(line)
+        overflow = len(self._inflight) + len(self._unsent) - self._max_buffered
+        while overflow > 0:
+            (self._inflight or self._unsent).popleft()
+            self._dropped += 1
+            overflow -= 1
         self._wakeup.set()
         return self._seq
 
-    def line(self, app: str, dyno: str, text: str, *, source: str = "waka") -> LogLine:
-        return LogLine(
-            time_us=int(self._clock() * 1_000_000), app=app, source=source, dyno=dyno, text=text
-        )
-
     def _acknowledge(self, seq: int) -> None:
-        while self._buffer and self._buffer[0].seq <= seq:
-            self._buffer.popleft()
-            self._sent -= 1
-        self._sent = max(self._sent, 0)
+        while self._inflight and self._inflight[0].seq <= seq:
+            self._inflight.popleft()
         for listener in self._ack_listeners:
             listener(seq)
 
@@ -92,7 +86,8 @@ class LogShipper:
         call = controller.stub.ShipLogs(iter(outbox), metadata=controller.metadata)
         # Whatever was on the wire when the last stream broke goes again; the controller drops
         # what it had already stored.
-        self._sent = 0
+        self._inflight.extend(self._unsent)
+        self._unsent, self._inflight = self._inflight, deque()
         try:
             async with trio.open_nursery() as nursery:
 
@@ -103,14 +98,18 @@ class LogShipper:
 
                 nursery.start_soon(read_acks)
                 while True:
-                    while self._sent >= len(self._buffer):
+                    while not self._unsent:
                         await self._wakeup.wait()
                         self._wakeup = trio.Event()
                     if self._dropped:
                         self._report_dropped()
-                    end = min(len(self._buffer), self._sent + BATCH_LINES)
-                    batch = [self._buffer[i] for i in range(self._sent, end)]
-                    self._sent = end
+                    batch = []
+                    size = 0
+                    while self._unsent and len(batch) < BATCH_LINES and size < BATCH_BYTES:
+                        line = self._unsent.popleft()
+                        batch.append(line)
+                        size += len(line.text) + 64
+                    self._inflight.extend(batch)
                     outbox.put(LogBatch(lines=batch))
         finally:
             outbox.close()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import zlib
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 
 from waka.cli._appref import resolve_app
 from waka.cli._connection import connect
@@ -25,8 +27,15 @@ def logs(args: argparse.Namespace, ctx: Context) -> int:
     if args.num < 0:
         raise CliError(f"--num must be 0 (the default, 100) or more, not {args.num}")
     colour = wants_colour(ctx, args.no_color) and not args.json
+    now = ctx.clock()
     request = platform_pb2.TailRequest(
-        app=app, num=args.num, follow=args.tail, source=args.source, dyno=args.dyno
+        app=app,
+        num=args.num,
+        follow=args.tail,
+        source=args.source,
+        dyno=args.dyno,
+        since_us=parse_moment(args.since, now, "--since") if args.since else 0,
+        until_us=parse_moment(args.until, now, "--until") if args.until else 0,
     )
     try:
         with connect(args.data_dir, ctx.environ) as api, closing(api.logs.Tail(request)) as tail:
@@ -39,6 +48,28 @@ def logs(args: argparse.Namespace, ctx: Context) -> int:
         # Ctrl-C is how a tail ends.
         return 0
     return 0
+
+
+_AGO = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_moment(text: str, now: datetime, option: str) -> int:
+    """``2h``, ``30m``, ``7d`` (ago) or an ISO 8601 time -> microseconds since the epoch."""
+    value = text.strip()
+    match = _AGO.match(value)
+    if match:
+        moment = now - timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+    else:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise CliError(
+                f'invalid {option} "{text}": use a duration like 30m, 2h, 7d or an ISO 8601 time'
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1_000_000)
 
 
 def render(line: common_pb2.LogLine, colour: bool) -> str:

@@ -197,6 +197,10 @@ def _logs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--source", default="", help="only this source (app, waka, ...)")
     parser.add_argument("-d", "--dyno", default="", help="only this dyno or type (web.1, web)")
     parser.add_argument("--no-color", action="store_true", help="never colour the output")
+    parser.add_argument(
+        "--since", default="", help="only lines since: 30m, 2h, 7d ago or an ISO 8601 time"
+    )
+    parser.add_argument("--until", default="", help="only lines before: 30m, 2h ago or ISO 8601")
 
 
 def _builds_info(parser: argparse.ArgumentParser) -> None:
@@ -312,8 +316,98 @@ def _gc(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _drain_url(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("url", metavar="URL", help="syslog://, syslog+tls://, https:// or http://")
+
+
 def _help(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topic", nargs="?", metavar="COMMAND")
+
+
+def _addons_list(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-a", "--app", metavar="APP", help="only the add-ons of this app")
+    _json(parser)
+
+
+def _addon_as(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--as", dest="as_name", default="", metavar="NAME", help="attachment name (NAME_URL)"
+    )
+
+
+def _addons_create(parser: argparse.ArgumentParser) -> None:
+    _app_json(parser)
+    parser.add_argument("service", metavar="SERVICE[:PLAN]", help="postgresql, redis")
+    _addon_as(parser)
+    parser.add_argument("--plan", default="", help="see `waka addons:services`")
+    parser.add_argument("--node", default="", help="the node to run it on (default: placement)")
+
+
+def _addon_name(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="ADDON", help="add-on name (or attachment name with -a)")
+
+
+def _addons_info(parser: argparse.ArgumentParser) -> None:
+    _addon_name(parser)
+    _app_json(parser)
+
+
+def _addons_attach(parser: argparse.ArgumentParser) -> None:
+    _addons_info(parser)
+    _addon_as(parser)
+
+
+def _addons_destroy(parser: argparse.ArgumentParser) -> None:
+    _addon_name(parser)
+    _json(parser)
+    parser.add_argument("--confirm", metavar="APP", help="the add-on's app, to proceed")
+
+
+def _addon_servers_add(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("service", metavar="SERVICE", help="postgresql")
+    parser.add_argument("url", metavar="URL", help="postgres://admin[:password]@host[:port]/")
+    parser.add_argument("--name", default="", help="default: the URL's host")
+
+
+def _addon_server_name(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="see `waka addons:servers`")
+
+
+def _addon_console(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument(
+        "database", nargs="?", default="", metavar="DATABASE", help="attachment or add-on name"
+    )
+    parser.add_argument(
+        "--no-tty", action="store_true", help="no terminal: pipes for stdin and output"
+    )
+
+
+def _pg_psql(parser: argparse.ArgumentParser) -> None:
+    _addon_console(parser)
+    parser.add_argument("-c", "--command", default="", help="run this SQL and exit")
+
+
+def _pg_backups_capture(parser: argparse.ArgumentParser) -> None:
+    _app_json(parser)
+    parser.add_argument(
+        "database", nargs="?", default="", metavar="DATABASE", help="default: DATABASE"
+    )
+
+
+def _pg_backups_restore(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("backup_id", metavar="ID", help="b001 (see `waka pg:backups`)")
+    parser.add_argument(
+        "database", nargs="?", default="", metavar="DATABASE", help="default: DATABASE"
+    )
+    parser.add_argument("--confirm", metavar="APP", help="the app's name again, to proceed")
+
+
+def _pg_backups_download(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("backup_id", metavar="ID", help="b001 (see `waka pg:backups`)")
+    parser.add_argument("-o", "--output", default="", metavar="FILE", help="default: ID.dump")
 
 
 def _nothing(parser: argparse.ArgumentParser) -> None:
@@ -368,6 +462,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("config:push", "set config vars from a .env file", "_config:push", _dotenv_file),
     Command("config:pull", "write config vars to a .env file", "_config:pull", _config_pull),
     Command("logs", "show (and -t: tail) an app's logs", "_logs:logs", _logs),
+    Command("drains", "list an app's log drains", "_drains:list_drains", _app_json),
+    Command("drains:add", "forward an app's logs to a URL", "_drains:add", _drain_url),
+    Command(
+        "drains:remove", "stop forwarding to a drain (URL or token)", "_drains:remove", _drain_url
+    ),
     Command("domains", "list an app's domains", "_domains:list_domains", _app_json),
     Command("domains:add", "add a custom domain to an app", "_domains:add", _hostname),
     Command("domains:remove", "remove a custom domain", "_domains:remove", _hostname),
@@ -386,6 +485,47 @@ COMMANDS: tuple[Command, ...] = (
         _node_name,
     ),
     Command("nodes:remove", "revoke and forget a node", "_nodes:remove", _nodes_remove),
+    Command("addons", "list add-ons (of an app with -a)", "_addons:list_addons", _addons_list),
+    Command("addons:create", "create an add-on for an app", "_addons:create", _addons_create),
+    Command("addons:info", "show an add-on", "_addons:info", _addons_info),
+    Command("addons:attach", "attach an add-on to another app", "_addons:attach", _addons_attach),
+    Command("addons:detach", "detach an add-on from an app", "_addons:detach", _addons_info),
+    Command("addons:destroy", "destroy an add-on and its data", "_addons:destroy", _addons_destroy),
+    Command("addons:services", "list add-on services and plans", "_addons:services", _json),
+    Command("addons:servers", "list external add-on servers", "_addons:servers", _json),
+    Command(
+        "addons:servers:add",
+        "register an external server for add-ons",
+        "_addons:servers_add",
+        _addon_servers_add,
+    ),
+    Command(
+        "addons:servers:remove",
+        "forget an external add-on server",
+        "_addons:servers_remove",
+        _addon_server_name,
+    ),
+    Command("pg:psql", "open psql on an app's database", "_addons:psql", _pg_psql, ("psql",)),
+    Command("redis:cli", "open redis-cli on an app's redis", "_addons:redis_cli", _addon_console),
+    Command("pg:backups", "list an app's database backups", "_addons:backups", _app_json),
+    Command(
+        "pg:backups:capture",
+        "back up an app's database",
+        "_addons:backups_capture",
+        _pg_backups_capture,
+    ),
+    Command(
+        "pg:backups:restore",
+        "restore a backup into an app's database",
+        "_addons:backups_restore",
+        _pg_backups_restore,
+    ),
+    Command(
+        "pg:backups:download",
+        "download a backup",
+        "_addons:backups_download",
+        _pg_backups_download,
+    ),
     Command("auth:token", "print the API token", "_auth:token", _nothing),
     Command(
         "auth:git-credential",

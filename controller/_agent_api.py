@@ -70,7 +70,7 @@ class AgentServicer(pb_grpc.AgentServicer):
     @streaming("node")
     def ShipLogs(self, request_iterator, context, identity: Identity):
         for batch in request_iterator:
-            seq = self.s.bridge.run_sync(self.s.ingest.ingest, identity.subject, batch)
+            seq = self.s.bridge.run(self.s.ingest.ingest, identity.subject, batch)
             yield pb.LogAck(seq=seq)
 
     @unary("node")

@@ -15,6 +15,7 @@ from waka.controller._deploys import Deployer
 from waka.controller._errors import InvalidInput
 from waka.controller._fleet import AgentSession, Fleet
 from waka.controller._logs import LogHub, split_long
+from waka.controller._logstore import LogStore
 from waka.controller._oneoff import OneOffs
 from waka.controller._reconcile import Reconciler
 from waka.controller._store import Store
@@ -28,13 +29,45 @@ async def _nothing(_app: str) -> None:
 
 
 class LogIngest:
-    """Takes batches from agents into the log hub, dropping replays by per-node sequence number."""
+    """Takes batches from agents into the log hub, dropping replays by per-node sequence number.
 
-    def __init__(self, hub: LogHub) -> None:
+    A batch is acknowledged only once its lines are on disk and the node's cursor (the highest
+    sequence number stored) is recorded, so after a controller crash the agent resends exactly
+    the lines that were not stored, and nothing twice.
+    """
+
+    def __init__(
+        self, hub: LogHub, store: Store | None = None, log_store: LogStore | None = None
+    ) -> None:
         self._hub = hub
+        self._store = store
+        self._log_store = log_store
         self._last_seq: dict[str, int] = {}
 
-    def ingest(self, node_id: str, batch: LogBatch) -> int:
+    async def load(self) -> None:
+        if self._store is not None:
+            rows = await self._store.read(
+                lambda db: db.execute("SELECT node_id, seq FROM log_cursors").fetchall()
+            )
+            self._last_seq.update({node: int(seq) for node, seq in rows})
+
+    async def ingest(self, node_id: str, batch: LogBatch) -> int:
+        before = self._last_seq.get(node_id, 0)
+        last = self._publish(node_id, batch)
+        if last > before:
+            if self._log_store is not None:
+                await self._log_store.flush()
+            if self._store is not None:
+                await self._store.write(
+                    lambda db: db.execute(
+                        "INSERT INTO log_cursors (node_id, seq) VALUES (?, ?) ON CONFLICT"
+                        " (node_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                        (node_id, last),
+                    )
+                )
+        return last
+
+    def _publish(self, node_id: str, batch: LogBatch) -> int:
         last = self._last_seq.get(node_id, 0)
         fresh: list[LogLine] = []
         for line in batch.lines:

@@ -21,6 +21,7 @@ from waka.controller._deploys import Deployer
 from waka.controller._errors import InvalidInput, WakaError
 from waka.controller._formation import Formation, ScaleChange
 from waka.controller._gc import Collector
+from waka.controller._log_drains import LogDrains
 from waka.controller._logs import LogFilter, LogHub
 from waka.controller._nodes import Nodes
 from waka.controller._oneoff import OneOff, OneOffs
@@ -38,6 +39,8 @@ from waka.v1.common_pb2 import LogBatch
 MAX_SOURCE_BYTES = 1024 * 1024 * 1024
 DEFAULT_LOG_LINES = 100
 MAX_LOG_LINES = 1500
+# With --since/--until, history comes from disk and may be longer.
+MAX_DURABLE_LINES = 100_000
 TAIL_BATCH = 200
 # After a one-off dyno ends, how long its exit may take to come through its own stream.
 ATTACH_EXIT_GRACE = 2.0
@@ -60,6 +63,7 @@ class Services:
     nodes: Nodes
     routes: Routes
     collector: Collector
+    drains: LogDrains
     hub: LogHub
     spawn: Callable[..., None]  # starts a task in the controller's nursery (from the trio thread)
     tmp_dir: Path
@@ -427,17 +431,34 @@ class LogsServicer(_Base, pb_grpc.LogsServicer):
     def Tail(self, request, context: grpc.ServicerContext, identity: Identity):
         self.run(self.s.apps.get, request.app)
         log_filter = LogFilter(source=request.source.strip(), dyno=request.dyno.strip())
-        num = request.num or DEFAULT_LOG_LINES
-        if num < 0 or num > MAX_LOG_LINES:
-            raise InvalidInput(f"--num must be between 1 and {MAX_LOG_LINES}.")
+        since, until = request.since_us, request.until_us
+        durable = bool(since or until)
+        limit = MAX_DURABLE_LINES if durable else MAX_LOG_LINES
+        num = request.num or (limit if durable else DEFAULT_LOG_LINES)
+        if num < 0 or num > limit:
+            raise InvalidInput(f"--num must be between 1 and {limit}.")
+        if until and request.follow:
+            raise InvalidInput("--until cannot be combined with --tail: a tail has no end.")
+        if since and until and since >= until:
+            raise InvalidInput("--since must be before --until.")
         hub = self.s.hub
         bridge = self.s.bridge
         if not request.follow:
-            history = bridge.run_sync(hub.history, request.app, log_filter, num)
+            if durable:
+                history = bridge.run(
+                    lambda: hub.query(request.app, log_filter, num, since or None, until or None)
+                )
+            else:
+                history = bridge.run_sync(hub.history, request.app, log_filter, num)
             for i in range(0, len(history), TAIL_BATCH):
                 yield LogBatch(lines=history[i : i + TAIL_BATCH])
             return
-        history, tail = bridge.run_sync(hub.open_tail, request.app, log_filter, num)
+        if since:
+            history, tail = bridge.run(
+                lambda: hub.open_tail_since(request.app, log_filter, num, since)
+            )
+        else:
+            history, tail = bridge.run_sync(hub.open_tail, request.app, log_filter, num)
         context.add_callback(lambda: bridge.call_soon(hub.close_tail, tail))
         try:
             for i in range(0, len(history), TAIL_BATCH):
@@ -449,6 +470,19 @@ class LogsServicer(_Base, pb_grpc.LogsServicer):
                 yield LogBatch(lines=batch)
         finally:
             bridge.call_soon(hub.close_tail, tail)
+
+    @unary("user")
+    def ListDrains(self, request, context, identity: Identity):
+        return pb.LogDrainList(drains=self.run(self.s.drains.list, request.app))
+
+    @unary("user")
+    def AddDrain(self, request, context, identity: Identity):
+        return self.run(self.s.drains.add, request.app, request.url, identity.subject)
+
+    @unary("user")
+    def RemoveDrain(self, request, context, identity: Identity):
+        self.run(self.s.drains.remove, request.app, request.url, identity.subject)
+        return pb.Empty()
 
 
 async def _pump_user_input(requests: Iterator[pb.RunInput], rendezvous: Rendezvous) -> None:

@@ -116,6 +116,8 @@ class Apps:
         self._web_url = web_url
         self._clock = clock
         self._rng = rng or random.Random()
+        # Told the name of each destroyed app (its drains stop).
+        self.on_destroyed: Callable[[str], None] = lambda _name: None
 
     def message(self, app: AppRow) -> App:
         return App(
@@ -181,6 +183,7 @@ class Apps:
         await trio.to_thread.run_sync(self._repos.delete_repo, name)
         self._hub.forget(name)
         self._routes.forget(name)
+        self.on_destroyed(name)
         await self._routes.load_domains()
         for node_id in nodes:
             await self._reconciler.push_node(node_id)

@@ -53,8 +53,12 @@ Connect = Callable[[DrainTarget], Awaitable[trio.abc.Stream]]
 
 
 def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """Verifies servers against the system's CAs, or only against `ca_file` when given."""
-    return ssl.create_default_context(cafile=ca_file)
+    """Verifies servers against the system's CAs, and also `ca_file`'s (a private CA for a
+    homelab's syslog server must not stop drains to public endpoints from verifying)."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 def connector(context: ssl.SSLContext, timeout: float = CONNECT_TIMEOUT) -> Connect:

@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 DEFAULT_HISTORY = 1500
 DEFAULT_TAIL_BUFFER = 10_000
+# What a reader takes in one go. Each batch costs a crossing into trio and a gRPC message, so
+# under load (controller and agent sharing one GIL in `waka up`) 500-line batches capped a tail
+# near 35k lines/s and it lost lines (L11); 5000 did not. The byte bound keeps a message far
+# below gRPC's 4 MB default limit even with 10 kB lines.
+TAIL_BATCH_LINES = 5000
+TAIL_BATCH_BYTES = 1_000_000
 # Heroku splits longer lines into chunks of this many bytes.
 MAX_LINE_BYTES = 10_000
 
@@ -91,8 +97,11 @@ class Tail:
         if self._buffer:
             self._wakeup.set()
 
-    async def next_batch(self, max_lines: int = 500) -> list[LogLine] | None:
-        """The next lines for this reader, waiting for some; None once the tail is closed."""
+    async def next_batch(
+        self, max_lines: int = TAIL_BATCH_LINES, max_bytes: int = TAIL_BATCH_BYTES
+    ) -> list[LogLine] | None:
+        """The next lines for this reader (at least one, at most max_lines and about max_bytes
+        of text), waiting for some; None once the tail is closed."""
         while not self._buffer and not self.closed:
             await self._wakeup.wait()
             self._wakeup = trio.Event()
@@ -102,8 +111,11 @@ class Tail:
         if self._dropped:
             batch.append(self._overflow_line())
             self._dropped = 0
-        while self._buffer and len(batch) < max_lines:
-            batch.append(self._buffer.popleft())
+        size = 0
+        while self._buffer and len(batch) < max_lines and (size < max_bytes or not batch):
+            line = self._buffer.popleft()
+            size += len(line.text) + 64  # the other fields and the framing, roughly
+            batch.append(line)
         return batch
 
     def close(self) -> None:
@@ -180,12 +192,11 @@ class LogHub:
         app: str,
         log_filter: LogFilter,
         num: int,
-        *,
         since_us: int | None = None,
         until_us: int | None = None,
     ) -> list[LogLine]:
         """The last `num` lines in [since_us, until_us): from disk when there is a store,
-        otherwise from the ring."""
+        otherwise from the ring. (Positional parameters, so `Bridge.run` can pass them.)"""
         if since_us is None and until_us is None:
             return self.history(app, log_filter, num)
         if self._store is None:
@@ -204,7 +215,7 @@ class LogHub:
         return self.history(app, log_filter, num), tail
 
     async def open_tail_since(
-        self, app: str, log_filter: LogFilter, num: int, *, since_us: int
+        self, app: str, log_filter: LogFilter, num: int, since_us: int
     ) -> tuple[list[LogLine], Tail]:
         """Like `open_tail`, with history from `since_us` on (from disk when there is a store).
 

@@ -169,3 +169,103 @@ def m004_routing(db: Database) -> None:
         );
         """
     )
+
+
+@MIGRATIONS()
+def m005_addons(db: Database) -> None:
+    db.executescript(
+        """
+        -- External servers add-ons can live on (`waka addons:servers:add`); url holds the
+        -- admin credentials and never leaves the controller.
+        CREATE TABLE addon_servers (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            service TEXT NOT NULL,
+            url TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+
+        -- One row per add-on. Managed ones run as a service process on `node_id` (no foreign
+        -- key: removing a node must not be blocked, and the add-on must then say it is lost),
+        -- with its data in the node's volume named by `id`. `credentials` is JSON.
+        CREATE TABLE addons (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            service TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            mode TEXT NOT NULL CHECK (mode IN ('managed', 'external')),
+            owner_app_id TEXT REFERENCES apps(id) ON DELETE SET NULL,
+            created_at REAL NOT NULL,
+            node_id TEXT,
+            port INTEGER,
+            uid INTEGER,
+            instance TEXT NOT NULL DEFAULT '',
+            server_id TEXT REFERENCES addon_servers(id),
+            host TEXT NOT NULL DEFAULT '',
+            credentials TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (node_id, port)
+        );
+
+        -- `name` is the attachment's name: its config var is NAME_URL.
+        CREATE TABLE addon_attachments (
+            addon_id TEXT NOT NULL REFERENCES addons(id) ON DELETE CASCADE,
+            app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (app_id, name)
+        );
+        CREATE INDEX addon_attachments_by_addon ON addon_attachments (addon_id);
+
+        -- Config var values an attachment had before it was removed (hashed): a rollback to a
+        -- release from before does not bring them back.
+        CREATE TABLE addon_retired_vars (
+            app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            value_sha256 TEXT NOT NULL,
+            PRIMARY KEY (app_id, name, value_sha256)
+        );
+
+        -- Volumes of destroyed add-ons still to delete on their node (it may be away).
+        -- `instance` is the service process that used it: the node must have stopped it first.
+        CREATE TABLE addon_volume_deletions (
+            volume TEXT PRIMARY KEY,
+            node_id TEXT NOT NULL,
+            instance TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+
+        CREATE TABLE addon_backups (
+            id TEXT PRIMARY KEY,
+            addon_id TEXT NOT NULL REFERENCES addons(id) ON DELETE CASCADE,
+            app_id TEXT REFERENCES apps(id) ON DELETE SET NULL,
+            status TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            finished_at REAL,
+            size INTEGER NOT NULL DEFAULT 0,
+            error TEXT NOT NULL DEFAULT ''
+        );
+        INSERT INTO meta (key, value) VALUES ('next_backup', '1');
+        """
+    )
+
+
+@MIGRATIONS()
+def m006_log_drains(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE log_drains (
+            id TEXT PRIMARY KEY,
+            app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+            url TEXT NOT NULL,
+            token TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            UNIQUE (app_id, url)
+        );
+        -- Per node, the highest log line sequence number stored: replays at or below it are
+        -- dropped, also after a controller restart.
+        CREATE TABLE log_cursors (
+            node_id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL
+        );
+        """
+    )

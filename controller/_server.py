@@ -18,6 +18,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlite_utils import Database
 
+from waka.controller._addon_api import AddonServices, add_addons_servicer
+from waka.controller._addons import build_addons
 from waka.controller._agent_api import AgentServices, add_agent_servicer
 from waka.controller._agents import Agents, LogIngest
 from waka.controller._api import Services, add_platform_servicers
@@ -26,12 +28,15 @@ from waka.controller._attach import AttachHub
 from waka.controller._blobs import BlobStore
 from waka.controller._bridge import Bridge
 from waka.controller._deploys import BuildLimits, Deployer
+from waka.controller._drains import Drains
 from waka.controller._fleet import Fleet
 from waka.controller._formation import Formation
 from waka.controller._gc import Collector
 from waka.controller._git import GitEndpoint
 from waka.controller._liveness import Liveness
+from waka.controller._log_drains import LogDrains
 from waka.controller._logs import LogHub
+from waka.controller._logstore import LogStore
 from waka.controller._nodes import Nodes
 from waka.controller._oneoff import OneOffs
 from waka.controller._reconcile import Reconciler
@@ -75,6 +80,11 @@ class ControllerConfig:
     build_limits: BuildLimits = field(default_factory=BuildLimits)
     # Each app keeps the slugs of this many newest releases (that many rollbacks stay possible).
     keep_releases: int = 10
+    # Durable log history, per app: lines older than this, or beyond this size, go.
+    log_max_age: float = 7 * 24 * 3600
+    log_max_bytes_per_app: int = 64 * 1024 * 1024
+    # CA certificates trusted for syslog+tls:// and https:// drains, besides the system's.
+    drain_ca_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,18 @@ async def _serve(
         _bootstrap_tokens, store, tokens, data_dir
     )
     bridge = Bridge.here()
-    hub = LogHub(history=config.log_history)
+    log_store = await trio.to_thread.run_sync(
+        lambda: LogStore(
+            data_dir / "logs",
+            max_age=config.log_max_age,
+            max_bytes_per_app=config.log_max_bytes_per_app,
+        )
+    )
+    hub = LogHub(history=config.log_history, store=log_store)
+    # After a restart, `waka logs` shows what happened before it.
+    await hub.preload()
+    drains = Drains(hub.emit, ca_file=config.drain_ca_file)
+    hub.add_sink(drains.offer)
     fleet = Fleet()
     slugs = BlobStore(data_dir / "slugs", kind="slug", suffix=".tgz")
     sources = BlobStore(data_dir / "sources", kind="source", suffix=".tar.gz")
@@ -222,6 +243,10 @@ async def _serve(
             limits=config.build_limits,
         )
         agents = Agents(store, tokens, fleet, reconciler, deployer, oneoffs)
+        ingest = LogIngest(hub, store, log_store)
+        await ingest.load()
+        log_drains = LogDrains(store, drains, hub)
+        await log_drains.load()
         collector = Collector(
             store, fleet, slugs=slugs, sources=sources, keep_releases=config.keep_releases
         )
@@ -258,7 +283,13 @@ async def _serve(
             git_url=lambda app: git.url_for(app, git_base),
             web_url=lambda app: f"http://{app}.{config.domain}:{bound_router_port}/",
         )
+        apps.on_destroyed = log_drains.forget
         formation = Formation(store, fleet, hub, reconciler)
+        addons, backups = build_addons(
+            store, hub, reconciler, releaser, fleet, data_dir / "addon-backups"
+        )
+        reconciler.services = addons.services
+        releaser.rollback_config = addons.rollback_config
 
         server = grpc.server(
             ThreadPoolExecutor(max_workers=config.grpc_workers, thread_name_prefix="grpc"),
@@ -285,9 +316,16 @@ async def _serve(
                 nodes=nodes,
                 routes=routes,
                 collector=collector,
+                drains=log_drains,
                 hub=hub,
                 spawn=spawn,
                 tmp_dir=tmp_dir,
+            ),
+        )
+        names += add_addons_servicer(
+            server,
+            AddonServices(
+                tokens=tokens, bridge=bridge, addons=addons, backups=backups, spawn=spawn
             ),
         )
         names += add_agent_servicer(
@@ -297,7 +335,7 @@ async def _serve(
                 bridge=bridge,
                 store=store,
                 agents=agents,
-                ingest=LogIngest(hub),
+                ingest=ingest,
                 deployer=deployer,
                 slugs=slugs,
                 sources=sources,
@@ -316,7 +354,10 @@ async def _serve(
         try:
             await nursery.start(nodes.run)
             await nursery.start(collector.run)
+            await nursery.start(log_store.run)
+            await nursery.start(drains.run)
             await nursery.start(reconciler.run)
+            await nursery.start(addons.run)
             health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
             running = Running(
                 api=f"{api_host}:{bound_api_port}",
@@ -341,9 +382,11 @@ async def _serve(
         finally:
             health_servicer.enter_graceful_shutdown()
             hub.close()
+            drains.close()
             fleet.close()
             attach.close_all()
             stopped = server.stop(grace=1.0)
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(stopped.wait)
+                await log_store.aclose()
             nursery.cancel_scope.cancel()

@@ -91,3 +91,20 @@ def test_platform_lines_are_split_at_10000_bytes():
     assert [len(p.text) for p in parts] == [10_000, 10_000, 5_000]
     assert all(p.source == "waka" and p.dyno == "api" for p in parts)
     assert split_long("é" * 6000)[0].encode()[:2] == "é".encode()
+
+
+def test_tail_batches_are_bounded_in_lines_and_in_bytes():
+    async def main():
+        hub = LogHub()
+        _, tail = hub.open_tail("a", LogFilter(), 0)
+        hub.publish(line("x" * 10_000) for _ in range(300))
+        sizes = [len(await tail.next_batch()) for _ in range(3)]
+        assert sizes == [100, 100, 100]  # 1 MB of text each, far below gRPC's 4 MB
+        hub.publish(line(str(i)) for i in range(6000))
+        assert [len(await tail.next_batch()), len(await tail.next_batch())] == [5000, 1000]
+        hub.publish(line(str(i)) for i in range(5))
+        # A line is always taken, even past the byte bound.
+        assert texts(await tail.next_batch(max_lines=3, max_bytes=1)) == ["0"]
+        assert texts(await tail.next_batch(max_lines=3)) == ["1", "2", "3"]
+
+    trio.run(main)

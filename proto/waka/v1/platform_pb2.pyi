@@ -428,19 +428,55 @@ class ConfigChange(_message.Message):
     release: int
     def __init__(self, vars: _Optional[_Mapping[str, str]] = ..., release: _Optional[int] = ...) -> None: ...
 
+class DrainRequest(_message.Message):
+    __slots__ = ("app", "url")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    url: str
+    def __init__(self, app: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
+
+class LogDrain(_message.Message):
+    __slots__ = ("id", "url", "token", "buffered", "delivered", "dropped", "last_error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    BUFFERED_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    url: str
+    token: str
+    buffered: int
+    delivered: int
+    dropped: int
+    last_error: str
+    def __init__(self, id: _Optional[str] = ..., url: _Optional[str] = ..., token: _Optional[str] = ..., buffered: _Optional[int] = ..., delivered: _Optional[int] = ..., dropped: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
+
+class LogDrainList(_message.Message):
+    __slots__ = ("drains",)
+    DRAINS_FIELD_NUMBER: _ClassVar[int]
+    drains: _containers.RepeatedCompositeFieldContainer[LogDrain]
+    def __init__(self, drains: _Optional[_Iterable[_Union[LogDrain, _Mapping]]] = ...) -> None: ...
+
 class TailRequest(_message.Message):
-    __slots__ = ("app", "num", "follow", "source", "dyno")
+    __slots__ = ("app", "num", "follow", "source", "dyno", "since_us", "until_us")
     APP_FIELD_NUMBER: _ClassVar[int]
     NUM_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     DYNO_FIELD_NUMBER: _ClassVar[int]
+    SINCE_US_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_US_FIELD_NUMBER: _ClassVar[int]
     app: str
     num: int
     follow: bool
     source: str
     dyno: str
-    def __init__(self, app: _Optional[str] = ..., num: _Optional[int] = ..., follow: _Optional[bool] = ..., source: _Optional[str] = ..., dyno: _Optional[str] = ...) -> None: ...
+    since_us: int
+    until_us: int
+    def __init__(self, app: _Optional[str] = ..., num: _Optional[int] = ..., follow: _Optional[bool] = ..., source: _Optional[str] = ..., dyno: _Optional[str] = ..., since_us: _Optional[int] = ..., until_us: _Optional[int] = ...) -> None: ...
 
 class NodeRef(_message.Message):
     __slots__ = ("name",)
@@ -531,3 +567,235 @@ class DomainList(_message.Message):
     DOMAINS_FIELD_NUMBER: _ClassVar[int]
     domains: _containers.RepeatedCompositeFieldContainer[Domain]
     def __init__(self, domains: _Optional[_Iterable[_Union[Domain, _Mapping]]] = ...) -> None: ...
+
+class CreateAddonRequest(_message.Message):
+    __slots__ = ("app", "service", "plan", "as_name", "node")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    AS_NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    service: str
+    plan: str
+    as_name: str
+    node: str
+    def __init__(self, app: _Optional[str] = ..., service: _Optional[str] = ..., plan: _Optional[str] = ..., as_name: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
+
+class AddonListRequest(_message.Message):
+    __slots__ = ("app",)
+    APP_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    def __init__(self, app: _Optional[str] = ...) -> None: ...
+
+class AddonRef(_message.Message):
+    __slots__ = ("name", "app")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    app: str
+    def __init__(self, name: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
+
+class AttachAddonRequest(_message.Message):
+    __slots__ = ("name", "app", "as_name")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    AS_NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    app: str
+    as_name: str
+    def __init__(self, name: _Optional[str] = ..., app: _Optional[str] = ..., as_name: _Optional[str] = ...) -> None: ...
+
+class DestroyAddonRequest(_message.Message):
+    __slots__ = ("name", "confirm")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    confirm: str
+    def __init__(self, name: _Optional[str] = ..., confirm: _Optional[str] = ...) -> None: ...
+
+class AddonAttachment(_message.Message):
+    __slots__ = ("app", "name", "config_var")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_VAR_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    name: str
+    config_var: str
+    def __init__(self, app: _Optional[str] = ..., name: _Optional[str] = ..., config_var: _Optional[str] = ...) -> None: ...
+
+class Addon(_message.Message):
+    __slots__ = ("name", "id", "service", "plan", "state", "message", "mode", "node", "server", "app", "attachments", "created_at", "port")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    service: str
+    plan: str
+    state: str
+    message: str
+    mode: str
+    node: str
+    server: str
+    app: str
+    attachments: _containers.RepeatedCompositeFieldContainer[AddonAttachment]
+    created_at: _timestamp_pb2.Timestamp
+    port: int
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., service: _Optional[str] = ..., plan: _Optional[str] = ..., state: _Optional[str] = ..., message: _Optional[str] = ..., mode: _Optional[str] = ..., node: _Optional[str] = ..., server: _Optional[str] = ..., app: _Optional[str] = ..., attachments: _Optional[_Iterable[_Union[AddonAttachment, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., port: _Optional[int] = ...) -> None: ...
+
+class AddonList(_message.Message):
+    __slots__ = ("addons",)
+    ADDONS_FIELD_NUMBER: _ClassVar[int]
+    addons: _containers.RepeatedCompositeFieldContainer[Addon]
+    def __init__(self, addons: _Optional[_Iterable[_Union[Addon, _Mapping]]] = ...) -> None: ...
+
+class AttachmentRelease(_message.Message):
+    __slots__ = ("app", "config_var", "version", "action")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_VAR_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    config_var: str
+    version: int
+    action: str
+    def __init__(self, app: _Optional[str] = ..., config_var: _Optional[str] = ..., version: _Optional[int] = ..., action: _Optional[str] = ...) -> None: ...
+
+class AddonChange(_message.Message):
+    __slots__ = ("addon", "releases", "message")
+    ADDON_FIELD_NUMBER: _ClassVar[int]
+    RELEASES_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    addon: Addon
+    releases: _containers.RepeatedCompositeFieldContainer[AttachmentRelease]
+    message: str
+    def __init__(self, addon: _Optional[_Union[Addon, _Mapping]] = ..., releases: _Optional[_Iterable[_Union[AttachmentRelease, _Mapping]]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class AddonPlan(_message.Message):
+    __slots__ = ("name", "summary", "default")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    summary: str
+    default: bool
+    def __init__(self, name: _Optional[str] = ..., summary: _Optional[str] = ..., default: _Optional[bool] = ...) -> None: ...
+
+class AddonService(_message.Message):
+    __slots__ = ("name", "attachment", "plans", "external", "backups")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENT_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_FIELD_NUMBER: _ClassVar[int]
+    BACKUPS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    attachment: str
+    plans: _containers.RepeatedCompositeFieldContainer[AddonPlan]
+    external: bool
+    backups: bool
+    def __init__(self, name: _Optional[str] = ..., attachment: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[AddonPlan, _Mapping]]] = ..., external: _Optional[bool] = ..., backups: _Optional[bool] = ...) -> None: ...
+
+class AddonServiceList(_message.Message):
+    __slots__ = ("services",)
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedCompositeFieldContainer[AddonService]
+    def __init__(self, services: _Optional[_Iterable[_Union[AddonService, _Mapping]]] = ...) -> None: ...
+
+class AddAddonServerRequest(_message.Message):
+    __slots__ = ("service", "url", "name")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    url: str
+    name: str
+    def __init__(self, service: _Optional[str] = ..., url: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class AddonServerRef(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class AddonServer(_message.Message):
+    __slots__ = ("name", "service", "address", "addons", "created_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ADDONS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    service: str
+    address: str
+    addons: int
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., service: _Optional[str] = ..., address: _Optional[str] = ..., addons: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AddonServerList(_message.Message):
+    __slots__ = ("servers",)
+    SERVERS_FIELD_NUMBER: _ClassVar[int]
+    servers: _containers.RepeatedCompositeFieldContainer[AddonServer]
+    def __init__(self, servers: _Optional[_Iterable[_Union[AddonServer, _Mapping]]] = ...) -> None: ...
+
+class Backup(_message.Message):
+    __slots__ = ("id", "addon", "app", "status", "size", "created_at", "finished_at", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDON_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    addon: str
+    app: str
+    status: str
+    size: int
+    created_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    error: str
+    def __init__(self, id: _Optional[str] = ..., addon: _Optional[str] = ..., app: _Optional[str] = ..., status: _Optional[str] = ..., size: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class BackupList(_message.Message):
+    __slots__ = ("backups",)
+    BACKUPS_FIELD_NUMBER: _ClassVar[int]
+    backups: _containers.RepeatedCompositeFieldContainer[Backup]
+    def __init__(self, backups: _Optional[_Iterable[_Union[Backup, _Mapping]]] = ...) -> None: ...
+
+class BackupEvent(_message.Message):
+    __slots__ = ("output", "finished")
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    output: str
+    finished: Backup
+    def __init__(self, output: _Optional[str] = ..., finished: _Optional[_Union[Backup, _Mapping]] = ...) -> None: ...
+
+class RestoreBackupRequest(_message.Message):
+    __slots__ = ("id", "name", "app", "confirm")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    app: str
+    confirm: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., app: _Optional[str] = ..., confirm: _Optional[str] = ...) -> None: ...
+
+class BackupRef(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...

@@ -1463,6 +1463,21 @@ class LogsStub:
                 request_serializer=waka_dot_v1_dot_platform__pb2.TailRequest.SerializeToString,
                 response_deserializer=waka_dot_v1_dot_common__pb2.LogBatch.FromString,
                 _registered_method=True)
+        self.ListDrains = channel.unary_unary(
+                '/waka.v1.Logs/ListDrains',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AppRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.LogDrainList.FromString,
+                _registered_method=True)
+        self.AddDrain = channel.unary_unary(
+                '/waka.v1.Logs/AddDrain',
+                request_serializer=waka_dot_v1_dot_platform__pb2.DrainRequest.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.LogDrain.FromString,
+                _registered_method=True)
+        self.RemoveDrain = channel.unary_unary(
+                '/waka.v1.Logs/RemoveDrain',
+                request_serializer=waka_dot_v1_dot_platform__pb2.DrainRequest.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class LogsServicer:
@@ -1478,6 +1493,26 @@ class LogsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDrains(self, request, context):
+        """Drains: up to 5 per app (syslog://, syslog+tls://, http://, https://).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddDrain(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveDrain(self, request, context):
+        """`url` may be the drain's URL or its token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LogsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1485,6 +1520,21 @@ def add_LogsServicer_to_server(servicer, server):
                     servicer.Tail,
                     request_deserializer=waka_dot_v1_dot_platform__pb2.TailRequest.FromString,
                     response_serializer=waka_dot_v1_dot_common__pb2.LogBatch.SerializeToString,
+            ),
+            'ListDrains': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDrains,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AppRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.LogDrainList.SerializeToString,
+            ),
+            'AddDrain': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddDrain,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.DrainRequest.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.LogDrain.SerializeToString,
+            ),
+            'RemoveDrain': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveDrain,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.DrainRequest.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1516,6 +1566,87 @@ class Logs:
             '/waka.v1.Logs/Tail',
             waka_dot_v1_dot_platform__pb2.TailRequest.SerializeToString,
             waka_dot_v1_dot_common__pb2.LogBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDrains(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Logs/ListDrains',
+            waka_dot_v1_dot_platform__pb2.AppRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.LogDrainList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddDrain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Logs/AddDrain',
+            waka_dot_v1_dot_platform__pb2.DrainRequest.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.LogDrain.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveDrain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Logs/RemoveDrain',
+            waka_dot_v1_dot_platform__pb2.DrainRequest.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
@@ -2023,6 +2154,660 @@ class Domains:
             '/waka.v1.Domains/Remove',
             waka_dot_v1_dot_platform__pb2.DomainRef.SerializeToString,
             waka_dot_v1_dot_platform__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class AddonsStub:
+    """---------------------------------------------------------------- add-ons
+
+    Add-ons: services (postgresql, redis) provisioned for apps and attached to them as config vars
+    (DATABASE_URL). Credentials are only ever in the attached apps' config vars: no message here
+    carries them.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Create = channel.unary_unary(
+                '/waka.v1.Addons/Create',
+                request_serializer=waka_dot_v1_dot_platform__pb2.CreateAddonRequest.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.AddonChange.FromString,
+                _registered_method=True)
+        self.List = channel.unary_unary(
+                '/waka.v1.Addons/List',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AddonListRequest.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.AddonList.FromString,
+                _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/waka.v1.Addons/Get',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AddonRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Addon.FromString,
+                _registered_method=True)
+        self.Attach = channel.unary_unary(
+                '/waka.v1.Addons/Attach',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AttachAddonRequest.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.AddonChange.FromString,
+                _registered_method=True)
+        self.Detach = channel.unary_unary(
+                '/waka.v1.Addons/Detach',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AddonRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.AddonChange.FromString,
+                _registered_method=True)
+        self.Destroy = channel.unary_unary(
+                '/waka.v1.Addons/Destroy',
+                request_serializer=waka_dot_v1_dot_platform__pb2.DestroyAddonRequest.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.AddonChange.FromString,
+                _registered_method=True)
+        self.Services = channel.unary_unary(
+                '/waka.v1.Addons/Services',
+                request_serializer=waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.AddonServiceList.FromString,
+                _registered_method=True)
+        self.AddServer = channel.unary_unary(
+                '/waka.v1.Addons/AddServer',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AddAddonServerRequest.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.AddonServer.FromString,
+                _registered_method=True)
+        self.ListServers = channel.unary_unary(
+                '/waka.v1.Addons/ListServers',
+                request_serializer=waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.AddonServerList.FromString,
+                _registered_method=True)
+        self.RemoveServer = channel.unary_unary(
+                '/waka.v1.Addons/RemoveServer',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AddonServerRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CaptureBackup = channel.unary_stream(
+                '/waka.v1.Addons/CaptureBackup',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AddonRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.BackupEvent.FromString,
+                _registered_method=True)
+        self.ListBackups = channel.unary_unary(
+                '/waka.v1.Addons/ListBackups',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AddonRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.BackupList.FromString,
+                _registered_method=True)
+        self.RestoreBackup = channel.unary_stream(
+                '/waka.v1.Addons/RestoreBackup',
+                request_serializer=waka_dot_v1_dot_platform__pb2.RestoreBackupRequest.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.BackupEvent.FromString,
+                _registered_method=True)
+        self.DownloadBackup = channel.unary_stream(
+                '/waka.v1.Addons/DownloadBackup',
+                request_serializer=waka_dot_v1_dot_platform__pb2.BackupRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_common__pb2.Chunk.FromString,
+                _registered_method=True)
+
+
+class AddonsServicer:
+    """---------------------------------------------------------------- add-ons
+
+    Add-ons: services (postgresql, redis) provisioned for apps and attached to them as config vars
+    (DATABASE_URL). Credentials are only ever in the attached apps' config vars: no message here
+    carries them.
+    """
+
+    def Create(self, request, context):
+        """Provisions an add-on and attaches it to `app` (a new release).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def List(self, request, context):
+        """Every add-on, or those attached to `app`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Get(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Attach(self, request, context):
+        """Attaches an existing add-on to another app (a new release of that app).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Detach(self, request, context):
+        """Removes an attachment and its config var (a new release).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Destroy(self, request, context):
+        """Detaches the add-on everywhere and deletes it with its data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Services(self, request, context):
+        """The services and their plans.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddServer(self, request, context):
+        """External servers add-ons can be created on (PostgreSQL); their URLs never come back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveServer(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CaptureBackup(self, request, context):
+        """Backups (PostgreSQL): kept in the controller's storage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBackups(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreBackup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadBackup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AddonsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.CreateAddonRequest.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.AddonChange.SerializeToString,
+            ),
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AddonListRequest.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.AddonList.SerializeToString,
+            ),
+            'Get': grpc.unary_unary_rpc_method_handler(
+                    servicer.Get,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AddonRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Addon.SerializeToString,
+            ),
+            'Attach': grpc.unary_unary_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AttachAddonRequest.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.AddonChange.SerializeToString,
+            ),
+            'Detach': grpc.unary_unary_rpc_method_handler(
+                    servicer.Detach,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AddonRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.AddonChange.SerializeToString,
+            ),
+            'Destroy': grpc.unary_unary_rpc_method_handler(
+                    servicer.Destroy,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.DestroyAddonRequest.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.AddonChange.SerializeToString,
+            ),
+            'Services': grpc.unary_unary_rpc_method_handler(
+                    servicer.Services,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.Empty.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.AddonServiceList.SerializeToString,
+            ),
+            'AddServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddServer,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AddAddonServerRequest.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.AddonServer.SerializeToString,
+            ),
+            'ListServers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServers,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.Empty.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.AddonServerList.SerializeToString,
+            ),
+            'RemoveServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveServer,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AddonServerRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+            ),
+            'CaptureBackup': grpc.unary_stream_rpc_method_handler(
+                    servicer.CaptureBackup,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AddonRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.BackupEvent.SerializeToString,
+            ),
+            'ListBackups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBackups,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AddonRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.BackupList.SerializeToString,
+            ),
+            'RestoreBackup': grpc.unary_stream_rpc_method_handler(
+                    servicer.RestoreBackup,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.RestoreBackupRequest.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.BackupEvent.SerializeToString,
+            ),
+            'DownloadBackup': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadBackup,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.BackupRef.FromString,
+                    response_serializer=waka_dot_v1_dot_common__pb2.Chunk.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'waka.v1.Addons', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('waka.v1.Addons', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Addons:
+    """---------------------------------------------------------------- add-ons
+
+    Add-ons: services (postgresql, redis) provisioned for apps and attached to them as config vars
+    (DATABASE_URL). Credentials are only ever in the attached apps' config vars: no message here
+    carries them.
+    """
+
+    @staticmethod
+    def Create(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Addons/Create',
+            waka_dot_v1_dot_platform__pb2.CreateAddonRequest.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.AddonChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def List(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Addons/List',
+            waka_dot_v1_dot_platform__pb2.AddonListRequest.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.AddonList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Get(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Addons/Get',
+            waka_dot_v1_dot_platform__pb2.AddonRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Addon.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Addons/Attach',
+            waka_dot_v1_dot_platform__pb2.AttachAddonRequest.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.AddonChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Detach(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Addons/Detach',
+            waka_dot_v1_dot_platform__pb2.AddonRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.AddonChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Destroy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Addons/Destroy',
+            waka_dot_v1_dot_platform__pb2.DestroyAddonRequest.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.AddonChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Services(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Addons/Services',
+            waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.AddonServiceList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Addons/AddServer',
+            waka_dot_v1_dot_platform__pb2.AddAddonServerRequest.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.AddonServer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Addons/ListServers',
+            waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.AddonServerList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Addons/RemoveServer',
+            waka_dot_v1_dot_platform__pb2.AddonServerRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CaptureBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/waka.v1.Addons/CaptureBackup',
+            waka_dot_v1_dot_platform__pb2.AddonRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.BackupEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBackups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Addons/ListBackups',
+            waka_dot_v1_dot_platform__pb2.AddonRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.BackupList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/waka.v1.Addons/RestoreBackup',
+            waka_dot_v1_dot_platform__pb2.RestoreBackupRequest.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.BackupEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/waka.v1.Addons/DownloadBackup',
+            waka_dot_v1_dot_platform__pb2.BackupRef.SerializeToString,
+            waka_dot_v1_dot_common__pb2.Chunk.FromString,
             options,
             channel_credentials,
             insecure,
