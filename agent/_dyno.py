@@ -282,7 +282,7 @@ class Dyno:
                         await self._finish_sandbox()
                     nursery.cancel_scope.cancel()
         finally:
-            self._shipped(self._output.flush_partial(), self._output.offset)
+            self._shipped(self._output.flush_partial(), self._output.ends, self._output.offset)
             self._output.close()
             self.done.set()
 
@@ -301,11 +301,11 @@ class Dyno:
                 task_status.started(scope)
                 while True:
                     lines, offset = await self._output.read_lines()
-                    self._shipped(lines, offset)
+                    self._shipped(lines, self._output.ends, offset)
         finally:
             stopped.set()
 
-    def _shipped(self, lines: list[str], offset: int) -> None:
+    def _shipped(self, lines: list[str], ends: list[int], offset: int) -> None:
         if not lines:
             return
         now = self._ctx.clock()
@@ -314,7 +314,7 @@ class Dyno:
             if not self._rate_dropped:
                 self._rate_dropped_since = now
             self._rate_dropped += len(lines) - allowed
-            lines = lines[:allowed]
+            lines, ends = lines[:allowed], ends[:allowed]
         elif self._rate_dropped:
             self._say(
                 f"Error L12 (Dyno output rate exceeded) -> {self._rate_dropped} lines dropped"
@@ -326,8 +326,16 @@ class Dyno:
         spec = self.spec
         last_seq = self._ctx.emit(
             [
-                LogLine(time_us=time_us, app=spec.app, source="app", dyno=spec.name, text=text)
-                for text in lines
+                LogLine(
+                    time_us=time_us,
+                    app=spec.app,
+                    source="app",
+                    dyno=spec.name,
+                    text=text,
+                    stream=spec.id,
+                    offset=end,
+                )
+                for text, end in zip(lines, ends, strict=True)
             ]
         )
         self._unacked.append((last_seq, offset))
@@ -354,7 +362,7 @@ class Dyno:
         assert self._output is not None
         scope.cancel()
         await stopped.wait()
-        self._shipped(self._output.flush_partial(), self._output.offset)
+        self._shipped(self._output.flush_partial(), self._output.ends, self._output.offset)
 
     async def _life(self) -> None:
         while not self._stop_requested.is_set():

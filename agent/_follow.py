@@ -203,6 +203,8 @@ class OutputFollower:
         self._log = log
         self._block_size = os.fstat(self._fd).st_blksize
         self._pending = b""  # bytes of the line not yet complete
+        # End offset in the file of each line the last read handed out.
+        self.ends: list[int] = []
         self._read_offset = offset  # file position just after _pending
         self._released = 0
         self._can_punch = True
@@ -235,12 +237,16 @@ class OutputFollower:
         """For a process that has exited: every remaining line, including an unterminated last
         one. Reads to the end of the file first, so lines written just before exit are not lost.
         """
-        lines = []
+        lines: list[str] = []
+        ends: list[int] = []
         while chunk := self._read_available():
             lines += self._take_lines(chunk)
+            ends += self.ends
         if self._pending:
             lines.append(self._pending.decode("utf-8", "replace"))
+            ends.append(self._read_offset)
             self._pending = b""
+        self.ends = ends
         return lines
 
     def release(self, offset: int) -> None:
@@ -285,32 +291,51 @@ class OutputFollower:
         return chunk
 
     def _take_lines(self, chunk: bytes) -> list[str]:
+        """Complete lines from pending + chunk; `ends` gets each line's end offset in the file
+        (the stable identity of a line, used to drop replays after an agent restart)."""
+        self.ends = []
         if not chunk:
             return []
         data = self._pending + chunk if self._pending else chunk
+        base = self._read_offset - len(data)
         end = data.rfind(b"\n")
         lines: list[str] = []
+        ends: list[int] = []
         if end >= 0:
             parts = data[:end].split(b"\n")
-            if end > self._max_line and max(map(len, parts)) > self._max_line:
-                lines = [line for part in parts for line in self._split_long(part)]
-            else:
-                lines = [part.decode("utf-8", "replace") for part in parts]
+            position = base
+            for part in parts:
+                position += len(part) + 1
+                if len(part) > self._max_line:
+                    piece_end = position - 1 - len(part)
+                    for piece, size in self._split_long(part):
+                        piece_end += size
+                        lines.append(piece)
+                        ends.append(piece_end)
+                    ends[-1] = position  # the last piece ends with the line's newline
+                else:
+                    lines.append(part.decode("utf-8", "replace"))
+                    ends.append(position)
             data = data[end + 1 :]
+            base += end + 1
         while len(data) > self._max_line:  # an over-long line still being written
             cut = self._cut_point(data)
             lines.append(data[:cut].decode("utf-8", "replace"))
+            base += cut
+            ends.append(base)
             data = data[cut:]
         self._pending = data
+        self.ends = ends
         return lines
 
-    def _split_long(self, line: bytes) -> list[str]:
+    def _split_long(self, line: bytes) -> list[tuple[str, int]]:
+        """The pieces of an over-long line, each with its size in bytes."""
         chunks = []
         while len(line) > self._max_line:
             cut = self._cut_point(line)
-            chunks.append(line[:cut].decode("utf-8", "replace"))
+            chunks.append((line[:cut].decode("utf-8", "replace"), cut))
             line = line[cut:]
-        chunks.append(line.decode("utf-8", "replace"))
+        chunks.append((line.decode("utf-8", "replace"), len(line)))
         return chunks
 
     def _cut_point(self, data: bytes) -> int:

@@ -43,36 +43,60 @@ class LogIngest:
         self._store = store
         self._log_store = log_store
         self._last_seq: dict[str, int] = {}
+        self._stream_offsets: dict[str, int] = {}
 
     async def load(self) -> None:
         if self._store is not None:
-            rows = await self._store.read(
-                lambda db: db.execute("SELECT node_id, seq FROM log_cursors").fetchall()
-            )
-            self._last_seq.update({node: int(seq) for node, seq in rows})
+
+            def read(db: Database) -> tuple[list, list]:
+                return (
+                    db.execute("SELECT node_id, seq FROM log_cursors").fetchall(),
+                    db.execute("SELECT stream, offset FROM log_streams").fetchall(),
+                )
+
+            cursors, streams = await self._store.read(read)
+            self._last_seq.update({node: int(seq) for node, seq in cursors})
+            self._stream_offsets.update({stream: int(end) for stream, end in streams})
 
     async def ingest(self, node_id: str, batch: LogBatch) -> int:
         before = self._last_seq.get(node_id, 0)
-        last = self._publish(node_id, batch)
+        last, streams = self._publish(node_id, batch)
         if last > before:
             if self._log_store is not None:
                 await self._log_store.flush()
             if self._store is not None:
-                await self._store.write(
-                    lambda db: db.execute(
+                now = time.time()
+
+                def record(db: Database) -> None:
+                    db.execute(
                         "INSERT INTO log_cursors (node_id, seq) VALUES (?, ?) ON CONFLICT"
                         " (node_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
                         (node_id, last),
                     )
-                )
+                    db.conn.executemany(
+                        "INSERT INTO log_streams (stream, offset, updated_at) VALUES (?, ?, ?)"
+                        " ON CONFLICT (stream) DO UPDATE SET offset = MAX(offset,"
+                        " excluded.offset), updated_at = excluded.updated_at",
+                        [(stream, end, now) for stream, end in streams.items()],
+                    )
+
+                await self._store.write(record)
         return last
 
-    def _publish(self, node_id: str, batch: LogBatch) -> int:
+    def _publish(self, node_id: str, batch: LogBatch) -> tuple[int, dict[str, int]]:
         last = self._last_seq.get(node_id, 0)
+        offsets = self._stream_offsets
+        advanced: dict[str, int] = {}
         fresh: list[LogLine] = []
         for line in batch.lines:
             if line.seq and line.seq <= last:
                 continue
+            last = max(last, line.seq)
+            if line.stream:
+                # A line a restarted agent read again: stored already under an older seq.
+                if line.offset <= offsets.get(line.stream, 0):
+                    continue
+                offsets[line.stream] = advanced[line.stream] = line.offset
             if len(line.text.encode()) > 10_000:
                 fresh.extend(
                     LogLine(
@@ -87,11 +111,10 @@ class LogIngest:
                 )
             else:
                 fresh.append(line)
-            last = max(last, line.seq)
         self._last_seq[node_id] = last
         if fresh:
             self._hub.publish(fresh)
-        return last
+        return last, advanced
 
 
 class Agents:

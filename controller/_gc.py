@@ -29,6 +29,7 @@ RECENT = 24 * 60 * 60
 # Files younger than this are never collected: an upload may be finishing.
 MIN_AGE = 10 * 60
 INTERVAL = 60 * 60
+STREAM_CURSOR_AGE = 7 * 24 * 60 * 60
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,12 @@ class Collector:
         )
         sources, source_bytes = await trio.to_thread.run_sync(
             _sweep, self._sources, keep.sources | self.building(), now, min_age
+        )
+        # Replay cursors of dyno output streams that have been quiet for a week.
+        await self._store.write(
+            lambda db: db.execute(
+                "DELETE FROM log_streams WHERE updated_at < ?", (now - STREAM_CURSOR_AGE,)
+            )
         )
         message = ControllerMessage(
             collect_garbage=CollectGarbage(keep_slugs=sorted(keep.slugs), apps=keep.apps)

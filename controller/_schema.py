@@ -267,5 +267,11 @@ def m006_log_drains(db: Database) -> None:
             node_id TEXT PRIMARY KEY,
             seq INTEGER NOT NULL
         );
+        -- Per dyno output stream, how far it is stored (see LogLine.stream and .offset).
+        CREATE TABLE log_streams (
+            stream TEXT PRIMARY KEY,
+            offset INTEGER NOT NULL,
+            updated_at REAL NOT NULL
+        );
         """
     )

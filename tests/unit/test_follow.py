@@ -329,3 +329,23 @@ def test_flush_partial_returns_the_unterminated_last_line(log_file: Path) -> Non
                 assert follower.flush_partial() == []
 
     run(main)
+
+
+def test_each_line_knows_where_it_ends_in_the_file(tmp_path):
+    path = tmp_path / "out"
+    path.write_bytes(b"a\nbb\n" + b"x" * 25 + b"\nrest")
+
+    async def main():
+        async with open_file_watcher() as watcher:
+            with OutputFollower(path, watcher=watcher, max_line=10) as follower:
+                lines, offset = await follower.read_lines()
+                assert lines == ["a", "bb", "x" * 10, "x" * 10, "x" * 5]
+                assert follower.ends == [2, 5, 15, 25, 31]
+                assert offset == 31
+                assert follower.flush_partial() == ["rest"]
+                assert follower.ends == [35]
+            with OutputFollower(path, 2, watcher=watcher, max_line=10) as resumed:
+                lines, _ = await resumed.read_lines()
+                assert lines[0] == "bb" and resumed.ends[0] == 5
+
+    trio.run(main)

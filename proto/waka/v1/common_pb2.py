@@ -24,23 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14waka/v1/common.proto\x12\x07waka.v1\"`\n\x07LogLine\x12\x0f\n\x07time_us\x18\x01 \x01(\x03\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0c\n\x04\x64yno\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x04\"+\n\x08LogBatch\x12\x1f\n\x05lines\x18\x01 \x03(\x0b\x32\x10.waka.v1.LogLine\"M\n\x08\x44ynoSize\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tmemory_mb\x18\x02 \x01(\x03\x12\x0c\n\x04pids\x18\x03 \x01(\x03\x12\x12\n\ncpu_shares\x18\x04 \x01(\x03\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"(\n\nWindowSize\x12\x0c\n\x04\x63ols\x18\x01 \x01(\x05\x12\x0c\n\x04rows\x18\x02 \x01(\x05*\x98\x01\n\tDynoState\x12\x1a\n\x16\x44YNO_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44YNO_STATE_STARTING\x10\x01\x12\x11\n\rDYNO_STATE_UP\x10\x02\x12\x16\n\x12\x44YNO_STATE_CRASHED\x10\x03\x12\x13\n\x0f\x44YNO_STATE_DOWN\x10\x04\x12\x16\n\x12\x44YNO_STATE_PENDING\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14waka/v1/common.proto\x12\x07waka.v1\"\x80\x01\n\x07LogLine\x12\x0f\n\x07time_us\x18\x01 \x01(\x03\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0c\n\x04\x64yno\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x04\x12\x0e\n\x06stream\x18\x07 \x01(\t\x12\x0e\n\x06offset\x18\x08 \x01(\x04\"+\n\x08LogBatch\x12\x1f\n\x05lines\x18\x01 \x03(\x0b\x32\x10.waka.v1.LogLine\"M\n\x08\x44ynoSize\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tmemory_mb\x18\x02 \x01(\x03\x12\x0c\n\x04pids\x18\x03 \x01(\x03\x12\x12\n\ncpu_shares\x18\x04 \x01(\x03\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"(\n\nWindowSize\x12\x0c\n\x04\x63ols\x18\x01 \x01(\x05\x12\x0c\n\x04rows\x18\x02 \x01(\x05*\x98\x01\n\tDynoState\x12\x1a\n\x16\x44YNO_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44YNO_STATE_STARTING\x10\x01\x12\x11\n\rDYNO_STATE_UP\x10\x02\x12\x16\n\x12\x44YNO_STATE_CRASHED\x10\x03\x12\x13\n\x0f\x44YNO_STATE_DOWN\x10\x04\x12\x16\n\x12\x44YNO_STATE_PENDING\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'waka.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DYNOSTATE']._serialized_start=321
-  _globals['_DYNOSTATE']._serialized_end=473
-  _globals['_LOGLINE']._serialized_start=33
-  _globals['_LOGLINE']._serialized_end=129
-  _globals['_LOGBATCH']._serialized_start=131
-  _globals['_LOGBATCH']._serialized_end=174
-  _globals['_DYNOSIZE']._serialized_start=176
-  _globals['_DYNOSIZE']._serialized_end=253
-  _globals['_CHUNK']._serialized_start=255
-  _globals['_CHUNK']._serialized_end=276
-  _globals['_WINDOWSIZE']._serialized_start=278
-  _globals['_WINDOWSIZE']._serialized_end=318
+  _globals['_DYNOSTATE']._serialized_start=354
+  _globals['_DYNOSTATE']._serialized_end=506
+  _globals['_LOGLINE']._serialized_start=34
+  _globals['_LOGLINE']._serialized_end=162
+  _globals['_LOGBATCH']._serialized_start=164
+  _globals['_LOGBATCH']._serialized_end=207
+  _globals['_DYNOSIZE']._serialized_start=209
+  _globals['_DYNOSIZE']._serialized_end=286
+  _globals['_CHUNK']._serialized_start=288
+  _globals['_CHUNK']._serialized_end=309
+  _globals['_WINDOWSIZE']._serialized_start=311
+  _globals['_WINDOWSIZE']._serialized_end=351
 # @@protoc_insertion_point(module_scope)

@@ -23,20 +23,24 @@ DYNO_STATE_DOWN: DynoState
 DYNO_STATE_PENDING: DynoState
 
 class LogLine(_message.Message):
-    __slots__ = ("time_us", "app", "source", "dyno", "text", "seq")
+    __slots__ = ("time_us", "app", "source", "dyno", "text", "seq", "stream", "offset")
     TIME_US_FIELD_NUMBER: _ClassVar[int]
     APP_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     DYNO_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     time_us: int
     app: str
     source: str
     dyno: str
     text: str
     seq: int
-    def __init__(self, time_us: _Optional[int] = ..., app: _Optional[str] = ..., source: _Optional[str] = ..., dyno: _Optional[str] = ..., text: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+    stream: str
+    offset: int
+    def __init__(self, time_us: _Optional[int] = ..., app: _Optional[str] = ..., source: _Optional[str] = ..., dyno: _Optional[str] = ..., text: _Optional[str] = ..., seq: _Optional[int] = ..., stream: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class LogBatch(_message.Message):
     __slots__ = ("lines",)
