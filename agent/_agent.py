@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -20,6 +19,14 @@ from waka.agent._cgroups import agent_cgroup_parent
 from waka.agent._dyno import DynoContext
 from waka.agent._dynos import DynoManager
 from waka.agent._follow import open_file_watcher
+from waka.agent._identity import (
+    IdentityError,
+    NodeIdentity,
+    certificate_request,
+    check_ca,
+    dial_endpoint,
+    new_key,
+)
 from waka.agent._logship import LogShipper
 from waka.agent._sandbox import Driver, pick_driver
 from waka.agent._slugs import SlugCache
@@ -57,27 +64,6 @@ class AgentConfig:
     heartbeat_interval: float = 5.0
     # Seconds to wait before coalescing state changes into one status message.
     status_debounce: float = 0.02
-
-
-@dataclass
-class Credentials:
-    node_id: str
-    secret: str
-    name: str
-    controller: str
-
-    @classmethod
-    def load(cls, path: Path) -> Credentials | None:
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        return cls(data["node_id"], data["secret"], data["name"], data.get("controller", ""))
-
-    def save(self, path: Path) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.__dict__, f)
 
 
 def advertised_address(controller: str, configured: str) -> str:
@@ -132,9 +118,12 @@ class Agent:
     def _controller_now(self) -> Controller | None:
         return self._controller
 
-    def _credentials(self, address: str, isolated: bool) -> Credentials:
+    def _credentials(self, address: str, isolated: bool) -> NodeIdentity:
         path = self.data_dir / "node.json"
-        credentials = Credentials.load(path)
+        try:
+            credentials = NodeIdentity.load(self.data_dir)
+        except IdentityError as error:
+            raise AgentError(str(error)) from None
         if credentials is not None:
             return credentials
         if not self.config.join_token:
@@ -143,21 +132,33 @@ class Agent:
                 "join token with --token (the controller writes one to its data dir as join-token)"
             )
         name = self.config.name or socket.gethostname()
+        key_pem, key = new_key()
         try:
             reply = join(
                 self.config.controller,
                 self.config.join_token,
                 name,
                 inventory(self.data_dir, address, isolated),
+                certificate_request(key, name),
             )
         except grpc.RpcError as error:
             raise AgentError(
                 f"cannot join the controller at {self.config.controller}: {error.details()}"
             ) from None
-        credentials = Credentials(
-            reply.node_id, reply.node_secret, reply.name, self.config.controller
+        try:
+            check_ca(reply.ca_certificate, self.config.join_token)
+        except IdentityError as error:
+            raise AgentError(str(error)) from None
+        credentials = NodeIdentity(
+            node_id=reply.node_id,
+            name=reply.name,
+            controller=self.config.controller,
+            endpoint=dial_endpoint(reply.agent_endpoint, self.config.controller),
+            key_pem=key_pem,
+            cert_pem=reply.certificate,
+            ca_pem=reply.ca_certificate,
         )
-        credentials.save(path)
+        credentials.save(self.data_dir)
         return credentials
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -171,7 +172,12 @@ class Agent:
         address = advertised_address(self.config.controller, self.config.address)
         credentials = await trio.to_thread.run_sync(self._credentials, address, driver.isolated)
         self.name = credentials.name
-        self._controller = Controller(self.config.controller, credentials.secret)
+        self._controller = Controller(
+            credentials.endpoint,
+            key_pem=credentials.key_pem,
+            cert_pem=credentials.cert_pem,
+            ca_pem=credentials.ca_pem,
+        )
         shipper = LogShipper()
         slugs = SlugCache(self.data_dir / "slugs", self._controller_now)
         self._slugs = slugs

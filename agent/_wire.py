@@ -19,6 +19,7 @@ from waka.v1 import agent_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
 _CLOSE = object()
+SERVER_NAME = "waka-controller"
 
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
@@ -67,23 +68,32 @@ async def responses(call: Iterator[T]) -> AsyncIterator[T]:
 
 
 class Controller:
-    """A channel to the controller with this node's credential attached to every call."""
+    """A mutual-TLS channel to the controller's agent port, as this node."""
 
-    def __init__(self, address: str, credential: str) -> None:
+    def __init__(self, address: str, *, key_pem: bytes, cert_pem: bytes, ca_pem: bytes) -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem
+        )
+        # The agent port's certificate names `waka-controller`, whatever address reaches it.
+        options = [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", SERVER_NAME)]
+        self.channel = grpc.secure_channel(address, credentials, options=options)
         self.stub = pb_grpc.AgentStub(self.channel)
-        self.metadata = (("authorization", f"Bearer {credential}"),)
+        # The identity is the certificate; calls carry no token.
+        self.metadata: tuple[tuple[str, str], ...] = ()
 
     def close(self) -> None:
         self.channel.close()
 
 
-def join(address: str, join_token: str, name: str, inventory: pb.Inventory) -> pb.JoinResponse:
+def join(
+    address: str, join_token: str, name: str, inventory: pb.Inventory, csr: bytes
+) -> pb.JoinResponse:
+    """Asks the controller's API port for a certificate (the join token is the credential)."""
     with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
         stub = pb_grpc.AgentStub(channel)
         return stub.Join(
-            pb.JoinRequest(name=name, inventory=inventory),
+            pb.JoinRequest(name=name, inventory=inventory, csr=csr),
             metadata=(("authorization", f"Bearer {join_token}"),),
             timeout=30,
             wait_for_ready=True,

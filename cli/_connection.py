@@ -76,6 +76,7 @@ class Api:
         self.nodes = Service(platform_pb2_grpc.NodesStub(channel), target)
         self.domains = Service(platform_pb2_grpc.DomainsStub(channel), target)
         self.buildpacks = Service(platform_pb2_grpc.BuildpacksStub(channel), target)
+        self.addons = Service(platform_pb2_grpc.AddonsStub(channel), target)
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from waka.controller import BuildLimits, ControllerConfig, run_controller
 DEFAULT_API = "127.0.0.1:7400"
 DEFAULT_HTTP = "127.0.0.1:7401"
 DEFAULT_ROUTER = "127.0.0.1:7402"
+DEFAULT_AGENT_API = "127.0.0.1:7403"
 
 
 def default_data_dir() -> Path:
@@ -57,6 +58,11 @@ def _controller_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--router", default=DEFAULT_ROUTER, help=f"HTTP router address (default {DEFAULT_ROUTER})"
+    )
+    parser.add_argument(
+        "--agent-api",
+        default=DEFAULT_AGENT_API,
+        help=f"agents' mutual-TLS address (default {DEFAULT_AGENT_API}; 0.0.0.0:7403 for a fleet)",
     )
     parser.add_argument(
         "--domain",
@@ -163,6 +169,7 @@ def up(argv: list[str]) -> int:
                 api=args.api,
                 http=args.http,
                 router=args.router,
+                agent_api=args.agent_api,
                 domain=args.domain,
                 public_host=args.public_host,
                 stop_grace_seconds=args.stop_grace,
@@ -231,6 +238,7 @@ def server(argv: list[str]) -> int:
                 api=args.api,
                 http=args.http,
                 router=args.router,
+                agent_api=args.agent_api,
                 domain=args.domain,
                 public_host=args.public_host,
                 stop_grace_seconds=args.stop_grace,

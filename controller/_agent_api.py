@@ -50,7 +50,7 @@ class AgentServicer(pb_grpc.AgentServicer):
     @unary("join")
     def Join(self, request, context, identity: Identity):
         token = _bearer(context)
-        return self.run(self.s.agents.join, token, request.name, request.inventory)
+        return self.run(self.s.agents.join, token, request.name, request.inventory, request.csr)
 
     @streaming("node")
     def Session(self, request_iterator, context: grpc.ServicerContext, identity: Identity):

@@ -11,6 +11,7 @@ import trio
 from sqlite_utils import Database
 
 from waka.controller._bridge import next_request
+from waka.controller._ca import CertificateAuthority
 from waka.controller._deploys import Deployer
 from waka.controller._errors import InvalidInput
 from waka.controller._fleet import AgentSession, Fleet
@@ -19,7 +20,7 @@ from waka.controller._logstore import LogStore
 from waka.controller._oneoff import OneOffs
 from waka.controller._reconcile import Reconciler
 from waka.controller._store import Store
-from waka.controller._tokens import Identity, TokenBook, new_token
+from waka.controller._tokens import TokenBook
 from waka.v1.agent_pb2 import AgentMessage, Hello, Inventory, JoinResponse, NodeStatus
 from waka.v1.common_pb2 import LogBatch, LogLine
 
@@ -126,6 +127,7 @@ class Agents:
         reconciler: Reconciler,
         deployer: Deployer,
         oneoffs: OneOffs,
+        ca: CertificateAuthority,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -135,18 +137,23 @@ class Agents:
         self._reconciler = reconciler
         self._deployer = deployer
         self._oneoffs = oneoffs
+        self._ca = ca
         self._clock = clock
+        # Where agents reach the agent port (set once it listens).
+        self.agent_endpoint = ""
         # Told about every app whose dynos changed state (the router's table follows).
         self.on_app_changed: Callable[[str], Awaitable[None]] = _nothing
 
-    async def join(self, join_token: str, name: str, inventory: Inventory) -> JoinResponse:
+    async def join(
+        self, join_token: str, name: str, inventory: Inventory, csr: bytes
+    ) -> JoinResponse:
         wanted = name.strip() or "node"
         if not all(c.isalnum() or c in "-_." for c in wanted) or len(wanted) > 63:
             raise InvalidInput(
                 f"Invalid node name {wanted!r}: use letters, digits, '-', '_' and '.'."
             )
         node_id = uuid.uuid4().hex
-        secret = new_token("wakanode")
+        certificate = self._ca.sign_node(csr, node_id)
 
         def insert(db: Database) -> str:
             chosen, n = wanted, 1
@@ -159,13 +166,18 @@ class Agents:
                 " VALUES (?, ?, ?, ?, ?)",
                 (node_id, chosen, now, inventory.address, json.dumps({})),
             )
-            TokenBook.insert(db, secret, Identity("node", node_id), now=now)
             TokenBook.spend(db, join_token)
             self._tokens.load(db)
             return chosen
 
         chosen = await self._store.write(insert)
-        return JoinResponse(node_id=node_id, node_secret=secret, name=chosen)
+        return JoinResponse(
+            node_id=node_id,
+            name=chosen,
+            certificate=certificate,
+            ca_certificate=self._ca.cert_pem,
+            agent_endpoint=self.agent_endpoint,
+        )
 
     async def connected(self, node_id: str, hello: Hello) -> AgentSession:
         def touch(db: Database) -> str:

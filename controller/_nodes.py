@@ -23,7 +23,7 @@ from waka.controller._oneoff import OneOffs
 from waka.controller._reconcile import Reconciler, committed_by_node, next_dyno_seq
 from waka.controller._sizes import DEFAULT_SIZES
 from waka.controller._store import Store
-from waka.controller._tokens import Identity, TokenBook, new_token
+from waka.controller._tokens import Identity, TokenBook, new_join_token
 from waka.v1.agent_pb2 import Assignment, ControllerMessage
 from waka.v1.platform_pb2 import JoinToken, Node
 
@@ -42,6 +42,7 @@ class Nodes:
         oneoffs: OneOffs,
         *,
         policy: Liveness = Liveness(),  # noqa: B008
+        ca_fingerprint: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -50,6 +51,7 @@ class Nodes:
         self._reconciler = reconciler
         self._oneoffs = oneoffs
         self._policy = policy
+        self._ca_fingerprint = ca_fingerprint
         self._clock = clock
 
     # ------------------------------------------------------------ liveness
@@ -154,7 +156,7 @@ class Nodes:
     async def create_join_token(self, ttl_seconds: int, uses: int, user: str) -> JoinToken:
         if ttl_seconds < 0 or uses < 0:
             raise InvalidInput("A join token's lifetime and uses cannot be negative.")
-        token = new_token("wakajoin")
+        token = new_join_token(self._ca_fingerprint)
         now = self._clock()
         expires = now + ttl_seconds if ttl_seconds else None
 

@@ -28,6 +28,8 @@ from waka.controller._store import Store
 
 Emit = Callable[[str], Awaitable[None]]
 Prepare = Callable[[Database, AppRow], None]
+# (db, app, the target release's config) -> (the config the rollback gets, names that differ).
+RollbackConfig = Callable[[Database, AppRow, dict[str, str]], tuple[dict[str, str], list[str]]]
 
 DEFAULT_PHASE_TIMEOUT = 60 * 60
 # After a release command exits, how long its last lines may take to arrive.
@@ -36,6 +38,12 @@ OUTPUT_GRACE = 3.0
 
 async def _discard(_line: str) -> None:
     return None
+
+
+def _target_config(
+    _db: Database, _app: AppRow, config: dict[str, str]
+) -> tuple[dict[str, str], list[str]]:
+    return config, []
 
 
 class Releaser:
@@ -61,6 +69,9 @@ class Releaser:
         self._spawn = spawn
         self._clock = clock
         self._phase_timeout = phase_timeout
+        # Add-ons are not rolled back: the add-ons service sets this so a rollback keeps the
+        # current values of the config vars its attachments own.
+        self.rollback_config: RollbackConfig = _target_config
 
     async def release(
         self,
@@ -244,21 +255,31 @@ class Releaser:
                 f"v{to_version}'s slug ({slug.sha256[:12]}) is no longer stored, so {app_name} "
                 "cannot be rolled back to it."
             )
+        # For the description; the config itself is settled in the release's transaction.
+        _, kept = await self._store.read(
+            lambda db: self.rollback_config(db, find_app(db, app_name), config)
+        )
 
         def restore_config(db: Database, app: AppRow) -> None:
+            restored, _ = self.rollback_config(db, app, config)
             db.execute("DELETE FROM config_vars WHERE app_id = ?", (app.id,))
             db.conn.executemany(
                 "INSERT INTO config_vars (app_id, name, value) VALUES (?, ?, ?)",
-                [(app.id, k, v) for k, v in config.items()],
+                [(app.id, k, v) for k, v in restored.items()],
             )
 
+        description = f"Rollback to v{to_version}"
         self._hub.emit(app_name, f"Rollback to v{to_version} by {user}")
+        if kept:
+            description += f" (add-on config not rolled back: {', '.join(kept)})"
+            self._hub.emit(
+                app_name, f"Add-ons are not rolled back: {', '.join(kept)} stay as they are now"
+            )
         return await self.release(
             app_name,
             slug=slug,
-            description=f"Rollback to v{to_version}",
+            description=description,
             user=user,
-            config=config,
             prepare=restore_config,
             wait=False,
         )

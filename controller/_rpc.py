@@ -22,7 +22,26 @@ log = logging.getLogger("waka.controller")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _peer_node(context: grpc.ServicerContext) -> str:
+    """The node id in the client certificate of a mutual-TLS call, or empty."""
+    auth = context.auth_context()
+    if auth.get("transport_security_type") != [b"ssl"]:
+        return ""
+    names = auth.get("x509_common_name") or []
+    return names[0].decode() if names else ""
+
+
 def identify(context: grpc.ServicerContext, tokens: TokenBook, kind: Kind) -> Identity:
+    if kind == "node":
+        node_id = _peer_node(context)
+        if not node_id:
+            raise Unauthenticated(
+                "Agent calls need the node's certificate (mutual TLS on the agent port)."
+            )
+        identity = tokens.identify_node(node_id)
+        if identity is None:
+            raise Unauthenticated("This node's certificate was revoked (the node was removed).")
+        return identity
     token = ""
     for key, value in context.invocation_metadata():
         if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):

@@ -267,6 +267,14 @@ def m006_log_drains(db: Database) -> None:
             node_id TEXT PRIMARY KEY,
             seq INTEGER NOT NULL
         );
+        """
+    )
+
+
+@MIGRATIONS()
+def m007_log_streams(db: Database) -> None:
+    db.executescript(
+        """
         -- Per dyno output stream, how far it is stored (see LogLine.stream and .offset).
         CREATE TABLE log_streams (
             stream TEXT PRIMARY KEY,

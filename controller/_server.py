@@ -27,6 +27,7 @@ from waka.controller._apps import Apps
 from waka.controller._attach import AttachHub
 from waka.controller._blobs import BlobStore
 from waka.controller._bridge import Bridge
+from waka.controller._ca import CertificateAuthority
 from waka.controller._deploys import BuildLimits, Deployer
 from waka.controller._drains import Drains
 from waka.controller._fleet import Fleet
@@ -45,7 +46,7 @@ from waka.controller._router import Router
 from waka.controller._router_table import RoutingTable
 from waka.controller._routes import Routes
 from waka.controller._store import Store
-from waka.controller._tokens import Identity, TokenBook, new_token, token_hash
+from waka.controller._tokens import Identity, TokenBook, new_join_token, new_token, token_hash
 
 log = logging.getLogger("waka.controller")
 
@@ -62,6 +63,8 @@ class ControllerConfig:
     data_dir: Path
     api: str = "127.0.0.1:7400"
     http: str = "127.0.0.1:7401"
+    # Agents' port: mutual TLS with certificates this controller issues when they join.
+    agent_api: str = "127.0.0.1:7403"
     # The HTTP router: apps at http://APP.DOMAIN:PORT/.
     router: str = "127.0.0.1:7402"
     domain: str = "localhost"
@@ -94,6 +97,7 @@ class Running:
     api: str
     http: str
     router: str
+    agent_api: str
     admin_token: str
     join_token: str
     data_dir: Path
@@ -105,7 +109,9 @@ def _write_secret(path: Path, value: str) -> None:
         f.write(value + "\n")
 
 
-def _bootstrap_tokens(store: Store, tokens: TokenBook, data_dir: Path) -> tuple[str, str]:
+def _bootstrap_tokens(
+    store: Store, tokens: TokenBook, data_dir: Path, ca_fingerprint: str
+) -> tuple[str, str]:
     """On first start, makes the admin token and a join token, and writes both to the data dir."""
     admin_file, join_file = data_dir / "admin-token", data_dir / "join-token"
 
@@ -118,8 +124,8 @@ def _bootstrap_tokens(store: Store, tokens: TokenBook, data_dir: Path) -> tuple[
             TokenBook.insert(db, admin, Identity("user", "admin"), now=now)
             _write_secret(admin_file, admin)
         join = join_file.read_text().strip() if join_file.exists() else ""
-        if not join or tokens_missing(db, join):
-            join = new_token("wakajoin")
+        if not join or tokens_missing(db, join) or not join.endswith(ca_fingerprint[:32]):
+            join = new_join_token(ca_fingerprint)
             TokenBook.insert(db, join, Identity("join", "cluster"), now=now)
             _write_secret(join_file, join)
         tokens.load(db)
@@ -152,8 +158,9 @@ async def _serve(
 ) -> None:
     data_dir = config.data_dir
     tokens = TokenBook()
+    ca = await trio.to_thread.run_sync(CertificateAuthority.open, data_dir / "ca")
     admin_token, join_token = await trio.to_thread.run_sync(
-        _bootstrap_tokens, store, tokens, data_dir
+        _bootstrap_tokens, store, tokens, data_dir, ca.fingerprint
     )
     bridge = Bridge.here()
     log_store = await trio.to_thread.run_sync(
@@ -242,7 +249,7 @@ async def _serve(
             build_timeout=config.build_timeout,
             limits=config.build_limits,
         )
-        agents = Agents(store, tokens, fleet, reconciler, deployer, oneoffs)
+        agents = Agents(store, tokens, fleet, reconciler, deployer, oneoffs, ca)
         ingest = LogIngest(hub, store, log_store)
         await ingest.load()
         log_drains = LogDrains(store, drains, hub)
@@ -258,6 +265,7 @@ async def _serve(
             reconciler,
             oneoffs,
             policy=Liveness(suspect_after=config.suspect_after, down_after=config.down_after),
+            ca_fingerprint=ca.fingerprint,
         )
         bound_http_port = await nursery.start(git.serve, http_host, http_port)
         public_host = config.public_host or http_host
@@ -350,6 +358,20 @@ async def _serve(
         bound_api_port = server.add_insecure_port(f"{api_host}:{api_port}")
         if not bound_api_port:
             raise OSError(f"cannot listen for the API on {config.api}")
+        # Agents talk to their own port, over mutual TLS only: no certificate, no call.
+        credentials = ca.server_credentials()
+        agent_host, agent_port = split_address(config.agent_api)
+        bound_agent_port = server.add_secure_port(
+            f"{agent_host}:{agent_port}",
+            grpc.ssl_server_credentials(
+                [(credentials.key_pem, credentials.cert_pem)],
+                root_certificates=credentials.ca_pem,
+                require_client_auth=True,
+            ),
+        )
+        if not bound_agent_port:
+            raise OSError(f"cannot listen for agents on {config.agent_api}")
+        agents.agent_endpoint = f"{agent_host}:{bound_agent_port}"
         server.start()
         try:
             await nursery.start(nodes.run)
@@ -363,12 +385,20 @@ async def _serve(
                 api=f"{api_host}:{bound_api_port}",
                 http=f"{http_host}:{bound_http_port}",
                 router=f"{router_host}:{bound_router_port}",
+                agent_api=agents.agent_endpoint,
                 admin_token=admin_token,
                 join_token=join_token,
                 data_dir=data_dir,
             )
             (data_dir / "controller.json").write_text(
-                json.dumps({"api": running.api, "http": running.http, "router": running.router})
+                json.dumps(
+                    {
+                        "api": running.api,
+                        "http": running.http,
+                        "router": running.router,
+                        "agent_api": running.agent_api,
+                    }
+                )
                 + "\n"
             )
             log.info(

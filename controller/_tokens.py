@@ -37,8 +37,16 @@ def new_token(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(32)}"
 
 
+def new_join_token(ca_fingerprint: str) -> str:
+    """A join token that also pins the controller's CA: agents check the CA they are sent
+    against the fingerprint after the dot before trusting it."""
+    return f"{new_token('wakajoin')}.{ca_fingerprint[:32]}"
+
+
 def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    # A join token's `.fingerprint` suffix is a public pin for agents, not part of the secret.
+    secret = token.partition(".")[0]
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class TokenBook:
@@ -47,17 +55,24 @@ class TokenBook:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._by_hash: dict[str, _TokenRecord] = {}
+        # Nodes whose certificates are honoured; removing a node revokes its certificate.
+        self._nodes: frozenset[str] = frozenset()
         self._lock = threading.Lock()
 
     def load(self, db: Database) -> None:
         rows = db.execute(
             "SELECT hash, kind, subject, expires_at, uses_left FROM tokens"
         ).fetchall()
+        nodes = frozenset(r[0] for r in db.execute("SELECT id FROM nodes"))
         with self._lock:
             self._by_hash = {
                 h: _TokenRecord(Identity(kind, subject), expires, uses)
                 for h, kind, subject, expires, uses in rows
             }
+            self._nodes = nodes
+
+    def identify_node(self, node_id: str) -> Identity | None:
+        return Identity("node", node_id) if node_id in self._nodes else None
 
     def identify(self, token: str) -> Identity | None:
         record = self._by_hash.get(token_hash(token))

@@ -62,6 +62,7 @@ class Daemon:
     api: str = ""
     http: str = ""
     router: str = ""
+    agent_api: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -177,6 +178,8 @@ def start_up(data_dir: Path, *args: str) -> Daemon:
         "127.0.0.1:0",
         "--router",
         "127.0.0.1:0",
+        "--agent-api",
+        "127.0.0.1:0",
         "--stop-grace",
         "5",
         *args,
@@ -187,6 +190,7 @@ def start_up(data_dir: Path, *args: str) -> Daemon:
             raise AssertionError(f"waka up exited {daemon.process.returncode}:\n{daemon.log()}")
         info = json.loads((data_dir / "controller.json").read_text())
         daemon.api, daemon.http, daemon.router = info["api"], info["http"], info["router"]
+        daemon.agent_api = info["agent_api"]
         return (data_dir / "agent" / "node.json").exists() and "waka is up" in daemon.log()
 
     wait_for(ready, 60, "waka up to start")
@@ -263,3 +267,20 @@ def init_repo(path: Path) -> Path:
 
 def commit_all(path: Path, message: str) -> None:
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", message, cwd=path)
+
+
+def agent_channel(daemon: Daemon, agent_dir: Path | None = None):
+    """A mutual-TLS channel to the agent port, as the node whose identity is in agent_dir."""
+    import grpc  # noqa: PLC0415 - only the few tests speaking the agent protocol need it
+
+    directory = agent_dir or daemon.data_dir / "agent"
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=(directory / "ca.crt").read_bytes(),
+        private_key=(directory / "node.key").read_bytes(),
+        certificate_chain=(directory / "node.crt").read_bytes(),
+    )
+    return grpc.secure_channel(
+        daemon.agent_api,
+        credentials,
+        options=[("grpc.ssl_target_name_override", "waka-controller")],
+    )

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
+import subprocess
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import Daemon, start_daemon, stop_and_check_clean, wait_for
+from conftest import (
+    WAKA,
+    Daemon,
+    agent_channel,
+    start_daemon,
+    stop_and_check_clean,
+    wait_for,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -25,10 +32,6 @@ def admin_token(daemon: Daemon) -> str:
     return (daemon.data_dir / "admin-token").read_text().strip()
 
 
-def node_secret(daemon: Daemon) -> str:
-    return json.loads((daemon.data_dir / "agent" / "node.json").read_text())["secret"]
-
-
 def test_calls_without_a_valid_token_are_unauthenticated(shared_waka: Daemon):
     with grpc.insecure_channel(shared_waka.api) as channel:
         apps = platform_pb2_grpc.AppsStub(channel)
@@ -39,12 +42,20 @@ def test_calls_without_a_valid_token_are_unauthenticated(shared_waka: Daemon):
         assert apps.List(platform_pb2.Empty(), metadata=bearer(admin_token(shared_waka)))
 
 
-def test_user_token_and_node_credential_cannot_stand_in_for_each_other(shared_waka: Daemon):
-    with grpc.insecure_channel(shared_waka.api) as channel:
-        apps = platform_pb2_grpc.AppsStub(channel)
+def test_user_token_and_node_certificate_cannot_stand_in_for_each_other(shared_waka: Daemon):
+    # The node's certificate opens the agent port, and nothing on it needs a user token...
+    with agent_channel(shared_waka) as channel:
+        agent = agent_pb2_grpc.AgentStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
-            apps.List(platform_pb2.Empty(), metadata=bearer(node_secret(shared_waka)), timeout=10)
+            list(agent.DownloadSlug(agent_pb2.SlugRef(sha256="0" * 64), timeout=10))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # authenticated: no such slug
+        # ...but it cannot call the user API.
+        apps_over_tls = platform_pb2_grpc.AppsStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            apps_over_tls.List(platform_pb2.Empty(), timeout=10)
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # A user token cannot act as an agent on the API port...
+    with grpc.insecure_channel(shared_waka.api) as channel:
         agent = agent_pb2_grpc.AgentStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
             list(
@@ -58,13 +69,54 @@ def test_user_token_and_node_credential_cannot_stand_in_for_each_other(shared_wa
         with pytest.raises(grpc.RpcError) as caught:
             agent.Join(agent_pb2.JoinRequest(name="x"), metadata=bearer(admin_token(shared_waka)))
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # ...and the agent port takes no connection without a certificate from the controller's CA.
+    ca = grpc.ssl_channel_credentials(
+        root_certificates=(shared_waka.data_dir / "agent" / "ca.crt").read_bytes()
+    )
+    with grpc.secure_channel(
+        shared_waka.agent_api, ca, options=[("grpc.ssl_target_name_override", "waka-controller")]
+    ) as channel:
+        agent = agent_pb2_grpc.AgentStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            list(
+                agent.DownloadSlug(
+                    agent_pb2.SlugRef(sha256="0" * 64),
+                    metadata=bearer(admin_token(shared_waka)),
+                    timeout=10,
+                )
+            )
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def test_tokens_are_not_stored_in_clear(shared_waka: Daemon):
+def test_secrets_are_not_stored_in_clear(shared_waka: Daemon):
     database = (shared_waka.data_dir / "waka.db").read_bytes()
     assert admin_token(shared_waka).encode() not in database
-    assert node_secret(shared_waka).encode() not in database
-    assert os.stat(shared_waka.data_dir / "admin-token").st_mode & 0o077 == 0
+    join = (shared_waka.data_dir / "join-token").read_text().strip()
+    assert join.encode() not in database
+    for secret in ("admin-token", "join-token", "agent/node.key", "ca/ca.key"):
+        assert os.stat(shared_waka.data_dir / secret).st_mode & 0o077 == 0, secret
+
+
+def test_a_join_token_for_another_controller_is_refused(shared_waka: Daemon, tmp_path: Path):
+    token = (shared_waka.data_dir / "join-token").read_text().strip()
+    wrong_pin = token.rpartition(".")[0] + "." + "0" * 32
+    result = subprocess.run(
+        [
+            WAKA,
+            "agent",
+            "--controller",
+            shared_waka.api,
+            "--token",
+            wrong_pin,
+            "--data-dir",
+            str(tmp_path / "impostor"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "does not match the fingerprint in the join token" in result.stderr
 
 
 def test_health_and_reflection_are_served_without_a_token(shared_waka: Daemon):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import sqlite3
 import tarfile
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import Daemon, copy_example, git, init_repo
+from conftest import Daemon, agent_channel, copy_example, git, init_repo
 
 from waka.v1 import agent_pb2, agent_pb2_grpc
 
@@ -110,10 +109,9 @@ def test_push_to_a_destroyed_app_is_refused(deployed: Daemon, tmp_path: Path):
 
 
 def test_slug_whose_checksum_does_not_match_is_refused_and_not_stored(deployed: Daemon):
-    secret = json.loads((deployed.data_dir / "agent" / "node.json").read_text())["secret"]
     data = b"not the slug you declared"
     declared = hashlib.sha256(b"something else").hexdigest()
-    with grpc.insecure_channel(deployed.api) as channel:
+    with agent_channel(deployed) as channel:
         stub = agent_pb2_grpc.AgentStub(channel)
         parts = iter(
             [
@@ -124,7 +122,7 @@ def test_slug_whose_checksum_does_not_match_is_refused_and_not_stored(deployed: 
             ]
         )
         with pytest.raises(grpc.RpcError) as caught:
-            stub.UploadSlug(parts, metadata=(("authorization", f"Bearer {secret}"),), timeout=30)
+            stub.UploadSlug(parts, timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "checksum mismatch" in caught.value.details()
     assert not (deployed.data_dir / "slugs" / f"{declared}.tgz").exists()

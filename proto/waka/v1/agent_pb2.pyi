@@ -30,22 +30,28 @@ class AttachFrame(_message.Message):
     def __init__(self, dyno_id: _Optional[str] = ..., stdin: _Optional[bytes] = ..., stdin_eof: _Optional[bool] = ..., resize: _Optional[_Union[_common_pb2.WindowSize, _Mapping]] = ..., signal: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., exit_code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
-    __slots__ = ("name", "inventory")
+    __slots__ = ("name", "inventory", "csr")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INVENTORY_FIELD_NUMBER: _ClassVar[int]
+    CSR_FIELD_NUMBER: _ClassVar[int]
     name: str
     inventory: Inventory
-    def __init__(self, name: _Optional[str] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ...) -> None: ...
+    csr: bytes
+    def __init__(self, name: _Optional[str] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ..., csr: _Optional[bytes] = ...) -> None: ...
 
 class JoinResponse(_message.Message):
-    __slots__ = ("node_id", "node_secret", "name")
+    __slots__ = ("node_id", "name", "certificate", "ca_certificate", "agent_endpoint")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
-    NODE_SECRET_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CA_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     node_id: str
-    node_secret: str
     name: str
-    def __init__(self, node_id: _Optional[str] = ..., node_secret: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    certificate: bytes
+    ca_certificate: bytes
+    agent_endpoint: str
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., certificate: _Optional[bytes] = ..., ca_certificate: _Optional[bytes] = ..., agent_endpoint: _Optional[str] = ...) -> None: ...
 
 class Inventory(_message.Message):
     __slots__ = ("cpus", "memory_total_mb", "memory_free_mb", "disk_free_mb", "load1", "address", "version", "isolated")
