@@ -517,6 +517,22 @@ class Addons:
         del before.attachments[:]
         return before, changes
 
+    async def app_destroyed(self, app: str, user: str) -> None:
+        """Before an app goes: the add-ons it owns go with it (as on Heroku), detached from
+        every app they were shared with; attachments of other apps' add-ons simply end."""
+        owned = await self._store.read(
+            lambda db: [
+                r[0]
+                for r in db.execute(
+                    "SELECT a.name FROM addons a JOIN apps o ON o.id = a.owner_app_id"
+                    " WHERE o.name = ?",
+                    (app,),
+                )
+            ]
+        )
+        for name in owned:
+            await self.destroy(name, app, user)
+
     def _delete(self, db: Database, row: AddonRow) -> None:
         if row.mode == "managed":
             # Its node still runs the service until its next assignment: remember it as ours,

@@ -7,7 +7,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -28,6 +28,10 @@ from waka.controller._store import Store
 from waka.v1.platform_pb2 import App
 
 STACK = "host"
+
+
+async def _nothing(_app: str, _user: str) -> None:
+    return None
 
 
 class Repos(Protocol):
@@ -118,6 +122,8 @@ class Apps:
         self._rng = rng or random.Random()
         # Told the name of each destroyed app (its drains stop).
         self.on_destroyed: Callable[[str], None] = lambda _name: None
+        # Awaited before an app is deleted, with its name and the user (its add-ons go first).
+        self.before_destroy: Callable[[str, str], Awaitable[None]] = _nothing
 
     def message(self, app: AppRow) -> App:
         return App(
@@ -179,6 +185,7 @@ class Apps:
             raise InvalidInput(
                 f"Destroying {name} needs confirmation: re-run with --confirm {name}."
             )
+        await self.before_destroy(name, user)
         nodes = await self._store.write(lambda db: self._delete(db, app.id))
         await trio.to_thread.run_sync(self._repos.delete_repo, name)
         self._hub.forget(name)

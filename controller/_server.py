@@ -297,6 +297,7 @@ async def _serve(
             store, hub, reconciler, releaser, fleet, data_dir / "addon-backups"
         )
         reconciler.services = addons.services
+        apps.before_destroy = addons.app_destroyed
         releaser.rollback_config = addons.rollback_config
 
         server = grpc.server(
