@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.resources
+import json
 import logging
 import os
 import shutil
@@ -175,6 +176,7 @@ class Builder:
 
         await self._run_buildpacks(job, app_dir, cache_dir, env_dir, out_dir, output)
         process_types, names = self._process_types(app_dir, out_dir)
+        health_check = health_check_path(app_dir)
         output(["-----> Discovering process types", _describe_types(process_types)])
         steps.lap("buildpacks")
 
@@ -205,6 +207,7 @@ class Builder:
         log.info("built %s: slug %s (%d bytes), %s", job.app, sha[:12], size, steps)
         return BuildResult(
             build_id=job.build_id,
+            health_check_path=health_check,
             ok=True,
             slug=SlugRef(sha256=sha, size=size),
             process_types=process_types,
@@ -413,6 +416,21 @@ def _describe_types(types: dict[str, str]) -> str:
     if not types:
         return "       Procfile declares types -> (none)"
     return f"       Procfile declares types -> {', '.join(types)}"
+
+
+def health_check_path(app_dir: Path) -> str:
+    """The web health check an app declares in app.json, as Dokku reads it:
+    `{"healthchecks": {"web": [{"path": "/health"}]}}`; empty when there is none."""
+    try:
+        manifest = json.loads((app_dir / "app.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return ""
+    checks = manifest.get("healthchecks", {}) if isinstance(manifest, dict) else {}
+    for check in checks.get("web", []) if isinstance(checks, dict) else []:
+        path = check.get("path") if isinstance(check, dict) else None
+        if isinstance(path, str) and path.startswith("/"):
+            return path
+    return ""
 
 
 def _duration(seconds: int) -> str:

@@ -65,6 +65,7 @@ PROFILE_PRELUDE = (
     'if [ -r "$HOME/.profile" ]; then . "$HOME/.profile"; fi\n'
 )
 PORT_POLL_INTERVAL = 0.02
+HEALTH_POLL_INTERVAL = 0.2
 MEMORY_SAMPLE_INTERVAL = 5.0  # seconds between memory readings (R14/R15)
 MIB = 1024 * 1024
 
@@ -516,6 +517,10 @@ class Dyno:
             # Nothing announces that a port is listening, so this polls (every 20 ms).
             while not await _accepts("127.0.0.1", self.port):  # noqa: ASYNC110
                 await trio.sleep(PORT_POLL_INTERVAL)
+            path = self.spec.health_check_path
+            if path:
+                while not await _healthy(self.port, path):  # noqa: ASYNC110
+                    await trio.sleep(HEALTH_POLL_INTERVAL)
             self._set_state(DynoState.DYNO_STATE_UP)
             return
         self._say(
@@ -630,6 +635,27 @@ async def _accepts(host: str, port: int) -> bool:
             stream = await trio.open_tcp_stream(host, port)
             await stream.aclose()
             return True
+    except OSError:
+        return False
+    return False
+
+
+async def _healthy(port: int, path: str) -> bool:
+    """Whether GET path answers 2xx (the app's declared health check)."""
+    request = f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+    try:
+        with trio.move_on_after(2):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                await stream.send_all(request)
+                head = b""
+                while b"\r\n" not in head and len(head) < 1024:
+                    chunk = await stream.receive_some(1024)
+                    if not chunk:
+                        break
+                    head += chunk
+            status = head.split(b" ", 2)
+            return len(status) >= 2 and status[1][:1] == b"2"
     except OSError:
         return False
     return False

@@ -321,6 +321,11 @@ def _drain_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", metavar="URL", help="syslog://, syslog+tls://, https:// or http://")
 
 
+def _feature_name(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("feature", metavar="FEATURE", help="preboot")
+
+
 def _help(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topic", nargs="?", metavar="COMMAND")
 
@@ -473,6 +478,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("maintenance", "show whether maintenance mode is on", "_domains:maintenance", _app),
     Command("maintenance:on", "serve a maintenance page", "_domains:maintenance_on", _app),
     Command("maintenance:off", "serve the app again", "_domains:maintenance_off", _app),
+    Command("features", "list an app's features", "_domains:features", _app_json),
+    Command("features:enable", "turn an app feature on", "_domains:enable_feature", _feature_name),
+    Command(
+        "features:disable", "turn an app feature off", "_domains:disable_feature", _feature_name
+    ),
     Command("nodes", "list the nodes", "_nodes:list_nodes", _json),
     Command("nodes:token", "create a join token for agents", "_nodes:token", _nodes_token),
     Command("nodes:cordon", "stop placing new dynos on a node", "_nodes:cordon", _node_name),

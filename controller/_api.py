@@ -98,6 +98,8 @@ class AppsServicer(_Base, pb_grpc.AppsServicer):
 
     @unary("user")
     def Update(self, request, context, identity: Identity):
+        if request.set_preboot:
+            self.run(self.s.apps.set_preboot, request.app, request.preboot, identity.subject)
         if request.set_maintenance:
             return self.run(
                 self.s.apps.set_maintenance, request.app, request.maintenance, identity.subject

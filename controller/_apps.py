@@ -54,17 +54,18 @@ class AppRow:
     created_at: float
     current_release: int
     maintenance: bool = False
+    preboot: bool = True
 
 
 def find_app(db: Database, name: str) -> AppRow:
     row = db.execute(
-        "SELECT id, name, uid, stack, created_at, current_release, maintenance FROM apps"
-        " WHERE name = ?",
+        "SELECT id, name, uid, stack, created_at, current_release, maintenance, preboot"
+        " FROM apps WHERE name = ?",
         (name,),
     ).fetchone()
     if row is None:
         raise app_not_found(name)
-    return AppRow(*row[:6], maintenance=bool(row[6]))
+    return AppRow(*row[:6], maintenance=bool(row[6]), preboot=bool(row[7]))
 
 
 _BUILDPACK_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -136,6 +137,7 @@ class Apps:
             stack=app.stack,
             uid=app.uid,
             maintenance=app.maintenance,
+            preboot=app.preboot,
         )
 
     async def create(self, name: str, user: str) -> App:
@@ -167,10 +169,10 @@ class Apps:
     async def list(self) -> list[App]:
         rows = await self._store.read(
             lambda db: [
-                AppRow(*r[:6], maintenance=bool(r[6]))
+                AppRow(*r[:6], maintenance=bool(r[6]), preboot=bool(r[7]))
                 for r in db.execute(
-                    "SELECT id, name, uid, stack, created_at, current_release, maintenance"
-                    " FROM apps ORDER BY name"
+                    "SELECT id, name, uid, stack, created_at, current_release, maintenance,"
+                    " preboot FROM apps ORDER BY name"
                 )
             ]
         )
@@ -224,6 +226,16 @@ class Apps:
         app = await self._store.write(update)
         await self._routes.refresh(name)
         self._hub.emit(name, f"Maintenance mode {'enabled' if on else 'disabled'} by {user}")
+        return self.message(app)
+
+    async def set_preboot(self, name: str, on: bool, user: str) -> App:
+        def update(db: Database) -> AppRow:
+            app = find_app(db, name)
+            db.execute("UPDATE apps SET preboot = ? WHERE id = ?", (int(on), app.id))
+            return find_app(db, name)
+
+        app = await self._store.write(update)
+        self._hub.emit(name, f"Preboot {'enabled' if on else 'disabled'} by {user}")
         return self.message(app)
 
     # ------------------------------------------------------------ buildpacks

@@ -326,6 +326,7 @@ class Deployer:
             process_types=dict(result.process_types),
             buildpacks=list(result.buildpacks),
             stack=result.stack,
+            health_check_path=result.health_check_path,
         )
         row = await self._store.write(lambda db: self._mark(db, build_id, "succeeded", slug=slug))
         self._hub.emit(app_name, f"Build succeeded by {user}")

@@ -165,7 +165,7 @@ class Formation:
         def apply(db: Database) -> int:
             app = find_app(db, app_name)
             sql = (
-                "SELECT type, idx, release_version, size FROM dynos WHERE app_id = ?"
+                "SELECT type, idx, release_version, size, id FROM dynos WHERE app_id = ?"
                 " AND desired = 'run' AND oneoff = 0"
             )
             params: list = [app.id]
@@ -181,8 +181,14 @@ class Formation:
             rows = db.execute(sql, params).fetchall()
             if target and not rows:
                 raise NotFound(f"No dyno or process type {target!r} is running on {app_name}.")
+            if not app.preboot:
+                # Never two copies: stop them; the reconciler starts each slot again once empty.
+                db.conn.executemany(
+                    "UPDATE dynos SET desired = 'stop' WHERE id = ?", [(r[4],) for r in rows]
+                )
+                return len(rows)
             # One replacement per slot, even if the slot is mid-replacement already.
-            slots = {(t, i): (t, i, app.current_release or r, s) for t, i, r, s in rows}
+            slots = {(t, i): (t, i, app.current_release or r, s) for t, i, r, s, _ in rows}
             _insert_replacements(db, app.id, list(slots.values()), self._clock())
             return len(slots)
 

@@ -38,8 +38,16 @@ def plan_app(
     release: int,
     rows: Sequence[DynoRow],
     state_of: Callable[[str], int | None],
+    *,
+    preboot: bool = True,
+    stopping: Collection[tuple[str, int]] = (),
 ) -> Plan:
-    """What to change so the app runs `formation` on `release`; `rows` are its running dynos."""
+    """What to change so the app runs `formation` on `release`; `rows` are its running dynos.
+
+    Without preboot (apps that must never run two copies) a slot's old dyno is stopped first,
+    and its replacement is created only once nothing of the slot runs any more (`stopping` are
+    slots whose stopped dynos have not finished stopping yet).
+    """
     plan = Plan()
     slots: dict[tuple[str, int], list[DynoRow]] = {}
     for row in rows:
@@ -55,6 +63,12 @@ def plan_app(
         for idx in range(1, formation[process_type] + 1):
             slot_rows = sorted(slots.get((process_type, idx), []), key=lambda r: r.seq)
             current = [r for r in slot_rows if r.release == release]
+            if not preboot:
+                old = [r for r in slot_rows if r is not (current[-1] if current else None)]
+                plan.stop.extend(r.id for r in old)
+                if not current and not old and (process_type, idx) not in stopping:
+                    plan.create.append((process_type, idx))
+                continue
             if not current:
                 plan.create.append((process_type, idx))
                 continue

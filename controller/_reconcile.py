@@ -56,15 +56,17 @@ class AppSnapshot:
     formation: dict[str, int]
     sizes: dict[str, str]
     rows: list[DynoRow]
+    preboot: bool = True
+    stopping: frozenset[tuple[str, int]] = frozenset()
 
 
 def _load_snapshot(db: Database, app_name: str) -> AppSnapshot | None:
     app = db.execute(
-        "SELECT id, name, current_release FROM apps WHERE name = ?", (app_name,)
+        "SELECT id, name, current_release, preboot FROM apps WHERE name = ?", (app_name,)
     ).fetchone()
     if app is None:
         return None
-    app_id, name, release = app
+    app_id, name, release, preboot = app
     process_types: dict[str, str] = {}
     if release:
         row = db.execute(
@@ -86,7 +88,16 @@ def _load_snapshot(db: Database, app_name: str) -> AppSnapshot | None:
             (app_id,),
         )
     ]
-    return AppSnapshot(app_id, name, release, process_types, formation, sizes, rows)
+    stopping = frozenset(
+        (r[0], r[1])
+        for r in db.execute(
+            "SELECT type, idx FROM dynos WHERE app_id = ? AND desired = 'stop' AND oneoff = 0",
+            (app_id,),
+        )
+    )
+    return AppSnapshot(
+        app_id, name, release, process_types, formation, sizes, rows, bool(preboot), stopping
+    )
 
 
 def committed_by_node(
@@ -216,6 +227,8 @@ class Reconciler:
             snapshot.release,
             snapshot.rows,
             view.states.get,
+            preboot=snapshot.preboot,
+            stopping=snapshot.stopping,
         )
         touched: set[str] = set()
         for dyno_id in plan.stop:
@@ -420,6 +433,7 @@ class Reconciler:
             "SELECT d.id, d.type, d.idx, d.release_version, d.size, d.oneoff, d.command,"
             " d.env AS extra_env, d.attach, d.tty, d.timeout_seconds, d.tty_cols, d.tty_rows,"
             " a.name AS app, a.uid, a.stack, r.slug_sha256, r.slug_size, r.process_types,"
+            " r.health_check_path,"
             " r.config FROM dynos d JOIN apps a ON a.id = d.app_id"
             " JOIN releases r ON r.app_id = d.app_id AND r.version = d.release_version"
             " WHERE d.node_id = ? AND d.desired = 'run' ORDER BY d.seq",
@@ -458,6 +472,7 @@ class Reconciler:
                     tty=bool(row["tty"]),
                     window=WindowSize(cols=row["tty_cols"], rows=row["tty_rows"]),
                     timeout_seconds=row["timeout_seconds"],
+                    health_check_path=row["health_check_path"] if row["type"] == "web" else "",
                 )
             )
         return specs

@@ -224,7 +224,8 @@ class Releaser:
             if version:
                 row = db.execute(
                     "SELECT version, slug_sha256, slug_size, process_types, buildpacks, stack,"
-                    " config, status FROM releases WHERE app_id = ? AND version = ?",
+                    " config, status, health_check_path FROM releases"
+                    " WHERE app_id = ? AND version = ?",
                     (app.id, version),
                 ).fetchone()
                 if row is None:
@@ -237,7 +238,8 @@ class Releaser:
             else:
                 row = db.execute(
                     "SELECT version, slug_sha256, slug_size, process_types, buildpacks, stack,"
-                    " config, status FROM releases WHERE app_id = ? AND version < ?"
+                    " config, status, health_check_path FROM releases"
+                    " WHERE app_id = ? AND version < ?"
                     " AND status = 'succeeded' AND slug_sha256 IS NOT NULL"
                     " ORDER BY version DESC LIMIT 1",
                     (app.id, app.current_release),
@@ -246,7 +248,7 @@ class Releaser:
                     raise Conflict(f"{app_name} has no earlier release to roll back to.")
             if not row[1]:
                 raise Conflict(f"v{row[0]} has no slug, so there is nothing to roll back to.")
-            slug = SlugInfo(row[1], row[2], json.loads(row[3]), json.loads(row[4]), row[5])
+            slug = SlugInfo(row[1], row[2], json.loads(row[3]), json.loads(row[4]), row[5], row[8])
             return row[0], slug, json.loads(row[6])
 
         to_version, slug, config = await self._store.read(target)

@@ -27,6 +27,7 @@ class SlugInfo:
     process_types: dict[str, str]
     buildpacks: list[str]
     stack: str
+    health_check_path: str = ""
 
 
 def current_config(db: Database, app_id: str) -> dict[str, str]:
@@ -57,8 +58,8 @@ def create_release(
     snapshot = current_config(db, app_id) if config is None else config
     db.execute(
         "INSERT INTO releases (app_id, version, description, user, created_at, status,"
-        " slug_sha256, slug_size, process_types, buildpacks, stack, config)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " slug_sha256, slug_size, process_types, buildpacks, stack, config, health_check_path)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             app_id,
             version,
@@ -72,6 +73,7 @@ def create_release(
             json.dumps(slug.buildpacks if slug else []),
             slug.stack if slug else "",
             json.dumps(snapshot),
+            slug.health_check_path if slug else "",
         ),
     )
     if status == "succeeded":
@@ -94,14 +96,14 @@ def add_new_process_types(db: Database, app_id: str, process_types: dict[str, st
 
 def current_slug(db: Database, app_id: str) -> SlugInfo | None:
     row = db.execute(
-        "SELECT r.slug_sha256, r.slug_size, r.process_types, r.buildpacks, r.stack"
-        " FROM apps a JOIN releases r ON r.app_id = a.id AND r.version = a.current_release"
-        " WHERE a.id = ?",
+        "SELECT r.slug_sha256, r.slug_size, r.process_types, r.buildpacks, r.stack,"
+        " r.health_check_path FROM apps a JOIN releases r ON r.app_id = a.id"
+        " AND r.version = a.current_release WHERE a.id = ?",
         (app_id,),
     ).fetchone()
     if row is None or row[0] is None:
         return None
-    return SlugInfo(row[0], row[1], json.loads(row[2]), json.loads(row[3]), row[4])
+    return SlugInfo(row[0], row[1], json.loads(row[2]), json.loads(row[3]), row[4], row[5])
 
 
 def release_message(row: dict, app_name: str, current: int) -> Release:

@@ -283,3 +283,13 @@ def m007_log_streams(db: Database) -> None:
         );
         """
     )
+
+
+@MIGRATIONS()
+def m008_preboot_and_health_checks(db: Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE apps ADD COLUMN preboot INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE releases ADD COLUMN health_check_path TEXT NOT NULL DEFAULT '';
+        """
+    )

@@ -181,3 +181,71 @@ def test_a_deploy_under_continuous_requests_answers_every_one_with_200(
     bodies = {body.split(" from ")[0] for _, body in results}
     assert bodies == {"hi", "changed"}
     assert results[-1][1].startswith("changed from web.")
+
+
+HEALTH_APP = """\
+import http.server, os
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ready = os.environ.get("READY") == "1"
+        status = 200 if self.path != "/ready" or ready else 503
+        print(f"health-app: {self.path} -> {status}", flush=True)
+        body = f"release {os.environ['WAKA_RELEASE_VERSION']}\\n".encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def test_a_web_dyno_is_up_only_once_its_health_check_answers(routed: Daemon, tmp_path: Path):
+    app = tmp_path / "health"
+    app.mkdir()
+    (app / "app.py").write_text(HEALTH_APP)
+    (app / "Procfile").write_text("web: python3 app.py\n")
+    (app / "app.json").write_text('{"healthchecks": {"web": [{"path": "/ready"}]}}')
+    routed.waka("apps:create", "health", "--no-remote")
+    routed.waka("config:set", "READY=0", "-a", "health")
+    routed.waka("deploy", "-a", "health", str(app))
+
+    def probed_and_refused() -> bool:
+        logs = routed.waka("logs", "-a", "health", "-s", "app", "-n", "50").stdout
+        return "health-app: /ready -> 503" in logs
+
+    wait_for(probed_and_refused, 60, "the agent to probe /ready and get a 503")
+    assert [d["state"] for d in routed.dynos("health")] == ["starting"]
+    # Still starting, so the router holds requests for it rather than sending them (H20 later).
+    routed.waka("config:set", "READY=1", "-a", "health")
+    routed.wait_for_dyno("health", release=2)
+    assert get(routed, "health.localhost")[:2] == (200, "release v2\n")
+
+
+def test_without_preboot_old_dynos_stop_before_new_ones_start(routed: Daemon, tmp_path: Path):
+    app = tmp_path / "single"
+    app.mkdir()
+    (app / "Procfile").write_text("worker: echo started $WAKA_RELEASE_VERSION; exec sleep 1000\n")
+    routed.waka("apps:create", "single", "--no-remote")
+    routed.waka("features:disable", "preboot", "-a", "single")
+    assert routed.json("features", "-a", "single") == [
+        {
+            "name": "preboot",
+            "enabled": False,
+            "description": "Zero-downtime deploys: new dynos are up before old ones stop"
+            " (on by default)",
+        }
+    ]
+    routed.waka("deploy", "-a", "single", str(app))
+    routed.waka("ps:scale", "worker=1", "-a", "single")
+    routed.wait_for_dyno("single", release=1)
+    routed.waka("config:set", "X=1", "-a", "single")
+    routed.wait_for_dyno("single", release=2)
+    logs = routed.waka("logs", "-a", "single", "-d", "worker", "-n", "200").stdout.splitlines()
+    stopped_old = next(i for i, line in enumerate(logs) if "Process exited" in line)
+    started_new = next(i for i, line in enumerate(logs) if "started v2" in line)
+    assert stopped_old < started_new, "\n".join(logs)

@@ -95,3 +95,22 @@ def test_placement_without_room_says_why():
 def test_placement_with_no_nodes_says_so():
     assert place([], 1).reason == "no node is connected"
     assert "cordoned" in place([load("a", schedulable=False)], 1).reason
+
+
+def test_without_preboot_the_old_dyno_stops_before_the_new_one_is_created():
+    rows = [row("old", release=1)]
+    first = plan_app({"web": 1}, {"web": "a"}, 2, rows, states(old=UP), preboot=False)
+    assert first.stop == ["old"] and first.create == []
+    # Marked to stop but still running: the slot waits.
+    waiting = plan_app(
+        {"web": 1}, {"web": "a"}, 2, [], states(), preboot=False, stopping={("web", 1)}
+    )
+    assert waiting.create == []
+    gone = plan_app({"web": 1}, {"web": "a"}, 2, [], states(), preboot=False)
+    assert gone.create == [("web", 1)]
+
+
+def test_without_preboot_a_running_current_dyno_is_kept():
+    rows = [row("new", release=2, seq=2)]
+    plan = plan_app({"web": 1}, {"web": "a"}, 2, rows, states(new=UP), preboot=False)
+    assert plan.stop == [] and plan.create == []

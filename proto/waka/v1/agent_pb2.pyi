@@ -180,7 +180,7 @@ class Assignment(_message.Message):
     def __init__(self, dynos: _Optional[_Iterable[_Union[DynoSpec, _Mapping]]] = ..., keep: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DynoSpec(_message.Message):
-    __slots__ = ("id", "app", "name", "type", "release", "slug", "command", "env", "size", "uid", "oneoff", "stack", "stop_grace_seconds", "boot_timeout_seconds", "attach", "tty", "window", "timeout_seconds", "volume", "fixed_port")
+    __slots__ = ("id", "app", "name", "type", "release", "slug", "command", "env", "size", "uid", "oneoff", "stack", "stop_grace_seconds", "boot_timeout_seconds", "attach", "tty", "window", "timeout_seconds", "volume", "fixed_port", "health_check_path")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -208,6 +208,7 @@ class DynoSpec(_message.Message):
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     VOLUME_FIELD_NUMBER: _ClassVar[int]
     FIXED_PORT_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_CHECK_PATH_FIELD_NUMBER: _ClassVar[int]
     id: str
     app: str
     name: str
@@ -228,7 +229,8 @@ class DynoSpec(_message.Message):
     timeout_seconds: int
     volume: str
     fixed_port: int
-    def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., release: _Optional[int] = ..., slug: _Optional[_Union[SlugRef, _Mapping]] = ..., command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., size: _Optional[_Union[_common_pb2.DynoSize, _Mapping]] = ..., uid: _Optional[int] = ..., oneoff: _Optional[bool] = ..., stack: _Optional[str] = ..., stop_grace_seconds: _Optional[int] = ..., boot_timeout_seconds: _Optional[int] = ..., attach: _Optional[bool] = ..., tty: _Optional[bool] = ..., window: _Optional[_Union[_common_pb2.WindowSize, _Mapping]] = ..., timeout_seconds: _Optional[int] = ..., volume: _Optional[str] = ..., fixed_port: _Optional[int] = ...) -> None: ...
+    health_check_path: str
+    def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., release: _Optional[int] = ..., slug: _Optional[_Union[SlugRef, _Mapping]] = ..., command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., size: _Optional[_Union[_common_pb2.DynoSize, _Mapping]] = ..., uid: _Optional[int] = ..., oneoff: _Optional[bool] = ..., stack: _Optional[str] = ..., stop_grace_seconds: _Optional[int] = ..., boot_timeout_seconds: _Optional[int] = ..., attach: _Optional[bool] = ..., tty: _Optional[bool] = ..., window: _Optional[_Union[_common_pb2.WindowSize, _Mapping]] = ..., timeout_seconds: _Optional[int] = ..., volume: _Optional[str] = ..., fixed_port: _Optional[int] = ..., health_check_path: _Optional[str] = ...) -> None: ...
 
 class SlugRef(_message.Message):
     __slots__ = ("sha256", "size")
@@ -290,7 +292,7 @@ class BuildOutput(_message.Message):
     def __init__(self, build_id: _Optional[str] = ..., lines: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BuildResult(_message.Message):
-    __slots__ = ("build_id", "ok", "error", "slug", "process_types", "buildpacks", "stack")
+    __slots__ = ("build_id", "ok", "error", "slug", "process_types", "buildpacks", "stack", "health_check_path")
     class ProcessTypesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -305,6 +307,7 @@ class BuildResult(_message.Message):
     PROCESS_TYPES_FIELD_NUMBER: _ClassVar[int]
     BUILDPACKS_FIELD_NUMBER: _ClassVar[int]
     STACK_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_CHECK_PATH_FIELD_NUMBER: _ClassVar[int]
     build_id: str
     ok: bool
     error: str
@@ -312,7 +315,8 @@ class BuildResult(_message.Message):
     process_types: _containers.ScalarMap[str, str]
     buildpacks: _containers.RepeatedScalarFieldContainer[str]
     stack: str
-    def __init__(self, build_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., slug: _Optional[_Union[SlugRef, _Mapping]] = ..., process_types: _Optional[_Mapping[str, str]] = ..., buildpacks: _Optional[_Iterable[str]] = ..., stack: _Optional[str] = ...) -> None: ...
+    health_check_path: str
+    def __init__(self, build_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., slug: _Optional[_Union[SlugRef, _Mapping]] = ..., process_types: _Optional[_Mapping[str, str]] = ..., buildpacks: _Optional[_Iterable[str]] = ..., stack: _Optional[str] = ..., health_check_path: _Optional[str] = ...) -> None: ...
 
 class LogAck(_message.Message):
     __slots__ = ("seq",)

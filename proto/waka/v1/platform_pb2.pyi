@@ -35,14 +35,18 @@ class AppRef(_message.Message):
     def __init__(self, app: _Optional[str] = ...) -> None: ...
 
 class AppUpdate(_message.Message):
-    __slots__ = ("app", "set_maintenance", "maintenance")
+    __slots__ = ("app", "set_maintenance", "maintenance", "set_preboot", "preboot")
     APP_FIELD_NUMBER: _ClassVar[int]
     SET_MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
     MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
+    SET_PREBOOT_FIELD_NUMBER: _ClassVar[int]
+    PREBOOT_FIELD_NUMBER: _ClassVar[int]
     app: str
     set_maintenance: bool
     maintenance: bool
-    def __init__(self, app: _Optional[str] = ..., set_maintenance: _Optional[bool] = ..., maintenance: _Optional[bool] = ...) -> None: ...
+    set_preboot: bool
+    preboot: bool
+    def __init__(self, app: _Optional[str] = ..., set_maintenance: _Optional[bool] = ..., maintenance: _Optional[bool] = ..., set_preboot: _Optional[bool] = ..., preboot: _Optional[bool] = ...) -> None: ...
 
 class CreateAppRequest(_message.Message):
     __slots__ = ("name",)
@@ -59,7 +63,7 @@ class DestroyAppRequest(_message.Message):
     def __init__(self, app: _Optional[str] = ..., confirm: _Optional[str] = ...) -> None: ...
 
 class App(_message.Message):
-    __slots__ = ("name", "id", "created_at", "git_url", "current_release", "stack", "uid", "web_url", "maintenance")
+    __slots__ = ("name", "id", "created_at", "git_url", "current_release", "stack", "uid", "web_url", "maintenance", "preboot")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +73,7 @@ class App(_message.Message):
     UID_FIELD_NUMBER: _ClassVar[int]
     WEB_URL_FIELD_NUMBER: _ClassVar[int]
     MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
+    PREBOOT_FIELD_NUMBER: _ClassVar[int]
     name: str
     id: str
     created_at: _timestamp_pb2.Timestamp
@@ -78,7 +83,8 @@ class App(_message.Message):
     uid: int
     web_url: str
     maintenance: bool
-    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., git_url: _Optional[str] = ..., current_release: _Optional[int] = ..., stack: _Optional[str] = ..., uid: _Optional[int] = ..., web_url: _Optional[str] = ..., maintenance: _Optional[bool] = ...) -> None: ...
+    preboot: bool
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., git_url: _Optional[str] = ..., current_release: _Optional[int] = ..., stack: _Optional[str] = ..., uid: _Optional[int] = ..., web_url: _Optional[str] = ..., maintenance: _Optional[bool] = ..., preboot: _Optional[bool] = ...) -> None: ...
 
 class AppList(_message.Message):
     __slots__ = ("apps",)
