@@ -30,7 +30,7 @@ from waka.agent._identity import (
 from waka.agent._logship import LogShipper
 from waka.agent._sandbox import Driver, pick_driver
 from waka.agent._slugs import SlugCache
-from waka.agent._wire import Controller, Outbox, join, responses
+from waka.agent._wire import Controller, Outbox, join, locate, responses
 from waka.v1.agent_pb2 import (
     AgentMessage,
     BuildJob,
@@ -125,7 +125,7 @@ class Agent:
         except IdentityError as error:
             raise AgentError(str(error)) from None
         if credentials is not None:
-            return credentials
+            return self._relocated(credentials)
         if not self.config.join_token:
             raise AgentError(
                 f"this agent has not joined a controller yet ({path} does not exist): give it a "
@@ -159,6 +159,25 @@ class Agent:
             ca_pem=reply.ca_certificate,
         )
         credentials.save(self.data_dir)
+        return credentials
+
+    def _relocated(self, credentials: NodeIdentity) -> NodeIdentity:
+        """The saved identity, with the agent port the controller reports now (it may have been
+        restarted on another port); the saved one if the controller cannot be asked."""
+        try:
+            answer = locate(self.config.controller or credentials.controller, timeout=5)
+        except grpc.RpcError as error:
+            log.warning(
+                "cannot ask the controller where its agent port is (%s); trying %s",
+                error.details(),
+                credentials.endpoint,
+            )
+            return credentials
+        endpoint = dial_endpoint(answer, self.config.controller or credentials.controller)
+        if endpoint != credentials.endpoint:
+            log.info("the controller's agent port moved: %s -> %s", credentials.endpoint, endpoint)
+            credentials.endpoint = endpoint
+            credentials.save(self.data_dir)
         return credentials
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -86,6 +86,13 @@ class Controller:
         self.channel.close()
 
 
+def locate(address: str, timeout: float) -> str:
+    """Asks the controller's API port where its agent port listens now."""
+    with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        reply = pb_grpc.AgentStub(channel).Locate(pb.LocateRequest(), timeout=timeout)
+        return reply.agent_endpoint
+
+
 def join(
     address: str, join_token: str, name: str, inventory: pb.Inventory, csr: bytes
 ) -> pb.JoinResponse:

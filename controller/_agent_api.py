@@ -52,6 +52,10 @@ class AgentServicer(pb_grpc.AgentServicer):
         token = _bearer(context)
         return self.run(self.s.agents.join, token, request.name, request.inventory, request.csr)
 
+    @unary("anyone")
+    def Locate(self, request, context, identity: Identity):
+        return pb.LocateResponse(agent_endpoint=self.s.agents.agent_endpoint)
+
     @streaming("node")
     def Session(self, request_iterator, context: grpc.ServicerContext, identity: Identity):
         first = next(request_iterator, None)

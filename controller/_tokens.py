@@ -17,7 +17,7 @@ from typing import Literal
 
 from sqlite_utils import Database
 
-Kind = Literal["user", "join", "node"]
+Kind = Literal["user", "join", "node", "anyone"]
 
 
 @dataclass(frozen=True)

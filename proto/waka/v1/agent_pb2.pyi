@@ -53,6 +53,16 @@ class JoinResponse(_message.Message):
     agent_endpoint: str
     def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., certificate: _Optional[bytes] = ..., ca_certificate: _Optional[bytes] = ..., agent_endpoint: _Optional[str] = ...) -> None: ...
 
+class LocateRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LocateResponse(_message.Message):
+    __slots__ = ("agent_endpoint",)
+    AGENT_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    agent_endpoint: str
+    def __init__(self, agent_endpoint: _Optional[str] = ...) -> None: ...
+
 class Inventory(_message.Message):
     __slots__ = ("cpus", "memory_total_mb", "memory_free_mb", "disk_free_mb", "load1", "address", "version", "isolated")
     CPUS_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class AgentStub:
                 request_serializer=waka_dot_v1_dot_agent__pb2.JoinRequest.SerializeToString,
                 response_deserializer=waka_dot_v1_dot_agent__pb2.JoinResponse.FromString,
                 _registered_method=True)
+        self.Locate = channel.unary_unary(
+                '/waka.v1.Agent/Locate',
+                request_serializer=waka_dot_v1_dot_agent__pb2.LocateRequest.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_agent__pb2.LocateResponse.FromString,
+                _registered_method=True)
         self.Session = channel.stream_stream(
                 '/waka.v1.Agent/Session',
                 request_serializer=waka_dot_v1_dot_agent__pb2.AgentMessage.SerializeToString,
@@ -77,6 +82,15 @@ class AgentServicer:
 
     def Join(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Locate(self, request, context):
+        """Where the agent port listens now, asked on the API port (no credential: the answer is only
+        an address, and the agent then verifies the controller's certificate against its pinned CA).
+        An agent that joined earlier asks on start, so a controller moved to another port is found.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -130,6 +144,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Join,
                     request_deserializer=waka_dot_v1_dot_agent__pb2.JoinRequest.FromString,
                     response_serializer=waka_dot_v1_dot_agent__pb2.JoinResponse.SerializeToString,
+            ),
+            'Locate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Locate,
+                    request_deserializer=waka_dot_v1_dot_agent__pb2.LocateRequest.FromString,
+                    response_serializer=waka_dot_v1_dot_agent__pb2.LocateResponse.SerializeToString,
             ),
             'Session': grpc.stream_stream_rpc_method_handler(
                     servicer.Session,
@@ -189,6 +208,33 @@ class Agent:
             '/waka.v1.Agent/Join',
             waka_dot_v1_dot_agent__pb2.JoinRequest.SerializeToString,
             waka_dot_v1_dot_agent__pb2.JoinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Locate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Agent/Locate',
+            waka_dot_v1_dot_agent__pb2.LocateRequest.SerializeToString,
+            waka_dot_v1_dot_agent__pb2.LocateResponse.FromString,
             options,
             channel_credentials,
             insecure,
