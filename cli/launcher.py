@@ -77,6 +77,12 @@ def _controller_options(parser: argparse.ArgumentParser) -> None:
         help="seconds between SIGTERM and SIGKILL when dynos stop (default 30)",
     )
     parser.add_argument(
+        "--boot-timeout",
+        type=int,
+        default=60,
+        help="seconds a web dyno has to accept connections on $PORT before R10 (default 60)",
+    )
+    parser.add_argument(
         "--build-timeout",
         type=float,
         default=15 * 60,
@@ -173,6 +179,7 @@ def up(argv: list[str]) -> int:
                 domain=args.domain,
                 public_host=args.public_host,
                 stop_grace_seconds=args.stop_grace,
+                boot_timeout_seconds=args.boot_timeout,
                 release_timeout=args.release_timeout,
                 build_timeout=args.build_timeout,
                 keep_releases=args.keep_releases,
@@ -242,6 +249,7 @@ def server(argv: list[str]) -> int:
                 domain=args.domain,
                 public_host=args.public_host,
                 stop_grace_seconds=args.stop_grace,
+                boot_timeout_seconds=args.boot_timeout,
                 release_timeout=args.release_timeout,
                 build_timeout=args.build_timeout,
                 keep_releases=args.keep_releases,

@@ -75,6 +75,7 @@ class ControllerConfig:
     grpc_workers: int = 200
     resync_interval: float = 5.0
     stop_grace_seconds: int = 30
+    boot_timeout_seconds: int = 60
     # Release phase: the longest a release command may run.
     release_timeout: float = 60 * 60
     # Seconds without word from a node before it is suspect, and before its dynos move.
@@ -186,6 +187,7 @@ async def _serve(
         hub,
         resync_interval=config.resync_interval,
         stop_grace_seconds=config.stop_grace_seconds,
+        boot_timeout_seconds=config.boot_timeout_seconds,
     )
 
     http_host, http_port = split_address(config.http)
