@@ -110,7 +110,15 @@ class Agent:
         self._session: _Session | None = None
         self._status_changed = trio.Event()
         self._slugs: SlugCache | None = None
+        self._dynos: DynoManager | None = None
+        self._stop_dynos = False
         self.name = ""
+
+    def stop_dynos_on_exit(self) -> None:
+        """Makes the coming cancellation a deliberate stop: the node's dynos stop with the agent."""
+        self._stop_dynos = True
+        if self._dynos is not None:
+            self._dynos.stop_dynos_on_exit = True
 
     def _mark_changed(self) -> None:
         self._status_changed.set()
@@ -215,6 +223,8 @@ class Agent:
                     volumes=self.data_dir / "volumes",
                 )
                 dynos = DynoManager(self.data_dir / "dynos", context)
+                dynos.stop_dynos_on_exit = self._stop_dynos
+                self._dynos = dynos
                 shipper.on_ack(dynos.acknowledged)
                 builder = Builder(
                     self.data_dir,
@@ -277,9 +287,21 @@ class Agent:
                         delay = 0.2
                         self._handle(message, dynos, builder, nursery)
                     session_nursery.cancel_scope.cancel()
-            except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE:
-                    log.warning("session with the controller ended: %s", error.details())
+            except* grpc.RpcError as errors:
+                # Errors from inside the session's nursery arrive grouped.
+                codes = {error.code(): error for error in _rpc_errors(errors)}
+                if grpc.StatusCode.UNAUTHENTICATED in codes:
+                    # The node was removed: nothing here belongs to the fleet any more.
+                    self.stop_dynos_on_exit()
+                    raise AgentError(
+                        "the controller refused this node's certificate (it was revoked: the "
+                        f"node was removed): {codes[grpc.StatusCode.UNAUTHENTICATED].details()}."
+                        f" To join again, remove {self.data_dir / 'node.json'} and start the "
+                        "agent with a new join token."
+                    ) from None
+                for code, error in codes.items():
+                    if code != grpc.StatusCode.UNAVAILABLE:
+                        log.warning("session with the controller ended: %s", error.details())
             finally:
                 session.outbox.close()
                 self._session = None
@@ -345,6 +367,16 @@ class Agent:
             send(AgentMessage(build_result=result))
 
         await builder.build(job, output, finish)
+
+
+def _rpc_errors(group: BaseExceptionGroup) -> list[grpc.RpcError]:
+    found: list[grpc.RpcError] = []
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            found.extend(_rpc_errors(error))
+        elif isinstance(error, grpc.RpcError):
+            found.append(error)
+    return found
 
 
 async def run_agent(

@@ -74,9 +74,13 @@ class DynoManager:
         self._ports = ports or PortAllocator()
         self._dynos: dict[str, Dyno] = {}
         self._nursery: trio.Nursery | None = None
+        # Only a deliberate stop of the agent stops its dynos: an agent that dies of an error
+        # (or is killed) leaves them running, and the next agent adopts them.
+        self.stop_dynos_on_exit = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Runs the node's dynos until cancelled; then stops them all (SIGTERM, grace, SIGKILL)."""
+        """Runs the node's dynos until cancelled; then, if the agent is stopping deliberately,
+        stops them all (SIGTERM, grace, SIGKILL)."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._adopt_recorded()
@@ -85,9 +89,16 @@ class DynoManager:
             try:
                 await trio.sleep_forever()
             finally:
-                with trio.CancelScope(shield=True):
-                    await self.stop_all()
-                    self._ctx.driver.close()  # the agent's cgroup parent, once empty
+                if self.stop_dynos_on_exit:
+                    with trio.CancelScope(shield=True):
+                        await self.stop_all()
+                        self._ctx.driver.close()  # the agent's cgroup parent, once empty
+                elif self._dynos:
+                    log.warning(
+                        "the agent is going away without stopping: %d dynos keep running for "
+                        "the next agent to adopt",
+                        len(self._dynos),
+                    )
                 nursery.cancel_scope.cancel()
 
     def acknowledged(self, seq: int) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import trio
 
-from waka.agent import AgentConfig, AgentError, run_agent
+from waka.agent import Agent, AgentConfig, AgentError
 from waka.controller import BuildLimits, ControllerConfig, run_controller
 
 DEFAULT_API = "127.0.0.1:7400"
@@ -101,11 +101,24 @@ def _controller_options(parser: argparse.ArgumentParser) -> None:
         help="each app keeps the slugs of this many newest releases for rollback (default 10)",
     )
     parser.add_argument(
+        "--grpc-workers",
+        type=_grpc_workers,
+        default=ControllerConfig.grpc_workers,
+        help="threads for gRPC calls, made as needed; each agent holds 2 (default %(default)s)",
+    )
+    parser.add_argument(
         "--release-timeout",
         type=float,
         default=3600,
         help="seconds a release command may run before the release fails (default 3600)",
     )
+
+
+def _grpc_workers(text: str) -> int:
+    # The server keeps 8 of them in reserve, so fewer than 16 could serve almost nothing.
+    if not text.isdigit() or int(text) < 16:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 16")
+    return int(text)
 
 
 def _agent_options(parser: argparse.ArgumentParser) -> None:
@@ -133,6 +146,30 @@ async def _until_signalled(work: Callable[[trio.Nursery], Awaitable[Stop]]) -> N
         print("\nwaka: stopping (Ctrl-C again to exit at once)...", file=sys.stderr, flush=True)
         await stop()
         nursery.cancel_scope.cancel()
+
+
+async def _start_agent(nursery: trio.Nursery, config: AgentConfig) -> Stop:
+    """Starts an agent; the returned stop is the deliberate one (its dynos stop too). An agent
+    that dies of an error instead leaves its dynos running for the next agent to adopt."""
+    agent = Agent(config)
+    scope = trio.CancelScope()
+    done = trio.Event()
+
+    async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with scope:
+                await agent.run(task_status=task_status)
+        finally:
+            done.set()
+
+    await nursery.start(run)
+
+    async def stop() -> None:
+        agent.stop_dynos_on_exit()
+        scope.cancel()
+        await done.wait()
+
+    return stop
 
 
 def _leaves(error: BaseException) -> list[BaseException]:
@@ -183,33 +220,24 @@ def up(argv: list[str]) -> int:
                 release_timeout=args.release_timeout,
                 build_timeout=args.build_timeout,
                 keep_releases=args.keep_releases,
+                grpc_workers=args.grpc_workers,
                 build_limits=BuildLimits(
                     slug_warn_bytes=args.slug_max_mb * 600_000,
                     slug_max_bytes=args.slug_max_mb * 1_000_000,
                 ),
             ),
         )
-        agent_scope = trio.CancelScope()
-        agent_done = trio.Event()
-
-        async def agent(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            try:
-                with agent_scope:
-                    await run_agent(
-                        AgentConfig(
-                            data_dir=data_dir / "agent",
-                            controller=running.api,
-                            join_token=running.join_token,
-                            name=args.name,
-                            address=args.address,
-                            allow_unisolated=args.allow_unisolated,
-                        ),
-                        task_status=task_status,
-                    )
-            finally:
-                agent_done.set()
-
-        await nursery.start(agent)
+        stop = await _start_agent(
+            nursery,
+            AgentConfig(
+                data_dir=data_dir / "agent",
+                controller=running.api,
+                join_token=running.join_token,
+                name=args.name,
+                address=args.address,
+                allow_unisolated=args.allow_unisolated,
+            ),
+        )
         print(
             f"waka is up.\n"
             f"  API   {running.api}\n"
@@ -219,10 +247,6 @@ def up(argv: list[str]) -> int:
             f"In another shell: waka apps:create hello",
             flush=True,
         )
-
-        async def stop() -> None:
-            agent_scope.cancel()
-            await agent_done.wait()
 
         return stop
 
@@ -253,6 +277,7 @@ def server(argv: list[str]) -> int:
                 release_timeout=args.release_timeout,
                 build_timeout=args.build_timeout,
                 keep_releases=args.keep_releases,
+                grpc_workers=args.grpc_workers,
                 build_limits=BuildLimits(
                     slug_warn_bytes=args.slug_max_mb * 600_000,
                     slug_max_bytes=args.slug_max_mb * 1_000_000,
@@ -291,33 +316,18 @@ def agent(argv: list[str]) -> int:
     data_dir = (args.data_dir or default_data_dir() / "agent").expanduser().resolve()
 
     async def start(nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
-        scope = trio.CancelScope()
-        done = trio.Event()
-
-        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            try:
-                with scope:
-                    await run_agent(
-                        AgentConfig(
-                            data_dir=data_dir,
-                            controller=args.controller,
-                            join_token=args.token,
-                            name=args.name,
-                            address=args.address,
-                            allow_unisolated=args.allow_unisolated,
-                        ),
-                        task_status=task_status,
-                    )
-            finally:
-                done.set()
-
-        await nursery.start(run)
+        stop = await _start_agent(
+            nursery,
+            AgentConfig(
+                data_dir=data_dir,
+                controller=args.controller,
+                join_token=args.token,
+                name=args.name,
+                address=args.address,
+                allow_unisolated=args.allow_unisolated,
+            ),
+        )
         print(f"waka agent is up, controller {args.controller}, data {data_dir}", flush=True)
-
-        async def stop() -> None:
-            scope.cancel()
-            await done.wait()
-
         return stop
 
     return _run(lambda: _until_signalled(start))

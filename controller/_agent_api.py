@@ -72,10 +72,15 @@ class AgentServicer(pb_grpc.AgentServicer):
             yield message
 
     @streaming("node")
-    def ShipLogs(self, request_iterator, context, identity: Identity):
-        for batch in request_iterator:
-            seq = self.s.bridge.run(self.s.ingest.ingest, identity.subject, batch)
-            yield pb.LogAck(seq=seq)
+    def ShipLogs(self, request_iterator, context: grpc.ServicerContext, identity: Identity):
+        # Batches are read and published by a trio task, answers sent from here: an answer
+        # waits for nothing but a change, and the next batch never waits for the disk.
+        bridge = self.s.bridge
+        stream = bridge.run_sync(self.s.ingest.open_stream, identity.subject)
+        bridge.run_sync(self.s.spawn, stream.pump, request_iterator)
+        context.add_callback(lambda: bridge.call_soon(stream.close))
+        while (ack := bridge.run(stream.next_ack)) is not None:
+            yield ack
 
     @unary("node")
     def UploadSlug(self, request_iterator, context, identity: Identity):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 
 import trio
 from sqlite_utils import Database
@@ -15,26 +17,37 @@ from waka.controller._ca import CertificateAuthority
 from waka.controller._deploys import Deployer
 from waka.controller._errors import InvalidInput
 from waka.controller._fleet import AgentSession, Fleet
-from waka.controller._logs import LogHub, split_long
+from waka.controller._logs import MAX_LINE_BYTES, LogHub, split_long
 from waka.controller._logstore import LogStore
 from waka.controller._oneoff import OneOffs
 from waka.controller._reconcile import Reconciler
 from waka.controller._store import Store
 from waka.controller._tokens import TokenBook
-from waka.v1.agent_pb2 import AgentMessage, Hello, Inventory, JoinResponse, NodeStatus
+from waka.v1.agent_pb2 import AgentMessage, Hello, Inventory, JoinResponse, LogAck, NodeStatus
 from waka.v1.common_pb2 import LogBatch, LogLine
+
+log = logging.getLogger("waka.controller")
 
 
 async def _nothing(_app: str) -> None:
     return None
 
 
-class LogIngest:
-    """Takes batches from agents into the log hub, dropping replays by per-node sequence number.
+async def _nothing_at_all() -> None:
+    return None
 
-    A batch is acknowledged only once its lines are on disk and the node's cursor (the highest
-    sequence number stored) is recorded, so after a controller crash the agent resends exactly
-    the lines that were not stored, and nothing twice.
+
+class LogIngest:
+    """Takes batches from agents into the log hub, dropping replays by per-node sequence number
+    and per-dyno-stream file offset.
+
+    Live and durable are separate steps. `take` publishes a batch's new lines at once (tails see
+    them straight away) and queues them for the disk; `sync` later stores every line taken so
+    far and then records the cursors (each node's highest seq, each stream's highest offset) in
+    SQLite, in that order. An agent's lines count as stored only after a sync, so after a
+    controller crash it sends again exactly the lines not stored, and the restored cursors drop
+    what was. One sync covers every batch taken before it, from every node: under load the
+    disk write and the SQLite commit are paid per group of batches, not per batch.
     """
 
     def __init__(
@@ -43,8 +56,17 @@ class LogIngest:
         self._hub = hub
         self._store = store
         self._log_store = log_store
+        # As published (ahead of the disk), and as stored.
         self._last_seq: dict[str, int] = {}
         self._stream_offsets: dict[str, int] = {}
+        self._stored_seq: dict[str, int] = {}
+        # Cursors that moved since the last sync.
+        self._moved_seq: dict[str, int] = {}
+        self._moved_streams: dict[str, int] = {}
+        # Batches taken, and how many of them the last sync covered.
+        self._taken = 0
+        self._synced = 0
+        self._syncing = trio.Lock()
 
     async def load(self) -> None:
         if self._store is not None:
@@ -57,48 +79,47 @@ class LogIngest:
 
             cursors, streams = await self._store.read(read)
             self._last_seq.update({node: int(seq) for node, seq in cursors})
+            self._stored_seq.update(self._last_seq)
             self._stream_offsets.update({stream: int(end) for stream, end in streams})
 
+    def open_stream(self, node_id: str) -> LogStream:
+        """The controller's end of one agent's ShipLogs call (see `LogStream`)."""
+        return LogStream(self, node_id)
+
     async def ingest(self, node_id: str, batch: LogBatch) -> int:
-        before = self._last_seq.get(node_id, 0)
-        last, streams = self._publish(node_id, batch)
-        if last > before:
-            if self._log_store is not None:
-                await self._log_store.flush()
-            if self._store is not None:
-                now = time.time()
+        """Takes a batch and waits until it is stored; returns the node's stored seq."""
+        self.take(node_id, batch)
+        await self.sync()
+        return self.stored(node_id)
 
-                def record(db: Database) -> None:
-                    db.execute(
-                        "INSERT INTO log_cursors (node_id, seq) VALUES (?, ?) ON CONFLICT"
-                        " (node_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-                        (node_id, last),
-                    )
-                    db.conn.executemany(
-                        "INSERT INTO log_streams (stream, offset, updated_at) VALUES (?, ?, ?)"
-                        " ON CONFLICT (stream) DO UPDATE SET offset = MAX(offset,"
-                        " excluded.offset), updated_at = excluded.updated_at",
-                        [(stream, end, now) for stream, end in streams.items()],
-                    )
+    def stored(self, node_id: str) -> int:
+        """Every line of the node with seq up to this is on disk and its cursor committed."""
+        return self._stored_seq.get(node_id, 0)
 
-                await self._store.write(record)
-        return last
-
-    def _publish(self, node_id: str, batch: LogBatch) -> tuple[int, dict[str, int]]:
+    def take(self, node_id: str, batch: LogBatch) -> int:
+        """Publishes the batch's new lines (replays are dropped) and queues them for the disk;
+        returns the highest seq in the batch. They are stored by the next `sync`."""
         last = self._last_seq.get(node_id, 0)
+        received = last
         offsets = self._stream_offsets
-        advanced: dict[str, int] = {}
+        moved = self._moved_streams
         fresh: list[LogLine] = []
         for line in batch.lines:
-            if line.seq and line.seq <= last:
+            seq = line.seq
+            received = max(received, seq)
+            if seq and seq <= last:
                 continue
-            last = max(last, line.seq)
-            if line.stream:
+            last = max(last, seq)
+            stream = line.stream
+            if stream:
                 # A line a restarted agent read again: stored already under an older seq.
-                if line.offset <= offsets.get(line.stream, 0):
+                end = line.offset
+                if end <= offsets.get(stream, 0):
                     continue
-                offsets[line.stream] = advanced[line.stream] = line.offset
-            if len(line.text.encode()) > 10_000:
+                offsets[stream] = moved[stream] = end
+            text = line.text
+            # A str of at most MAX_LINE_BYTES // 4 characters cannot exceed the byte bound.
+            if len(text) > MAX_LINE_BYTES // 4 and len(text.encode()) > MAX_LINE_BYTES:
                 fresh.extend(
                     LogLine(
                         time_us=line.time_us,
@@ -108,14 +129,122 @@ class LogIngest:
                         text=part,
                         seq=line.seq,
                     )
-                    for part in split_long(line.text)
+                    for part in split_long(text)
                 )
             else:
                 fresh.append(line)
-        self._last_seq[node_id] = last
+        if last != self._last_seq.get(node_id, 0):
+            self._last_seq[node_id] = self._moved_seq[node_id] = last
+        self._taken += 1
         if fresh:
             self._hub.publish(fresh)
-        return last, advanced
+        return received
+
+    async def sync(self) -> None:
+        """Returns once every batch taken before the call is stored: its lines on disk, then
+        the cursors that drop their replays committed."""
+        target = self._taken
+        async with self._syncing:
+            if self._synced >= target:  # a sync that started meanwhile covered it
+                return
+            taken = self._taken
+            nodes, self._moved_seq = self._moved_seq, {}
+            streams, self._moved_streams = self._moved_streams, {}
+            try:
+                if self._log_store is not None:
+                    await self._log_store.flush()
+                if self._store is not None and (nodes or streams):
+                    await self._store.write(partial(_record_cursors, nodes, streams, time.time()))
+            except BaseException:
+                # Not committed: the next sync records them (with anything newer).
+                for node, seq in nodes.items():
+                    self._moved_seq[node] = max(seq, self._moved_seq.get(node, 0))
+                for stream, end in streams.items():
+                    self._moved_streams[stream] = max(end, self._moved_streams.get(stream, 0))
+                raise
+            self._synced = taken
+            self._stored_seq.update(nodes)
+
+
+def _record_cursors(
+    nodes: dict[str, int], streams: dict[str, int], now: float, db: Database
+) -> None:
+    db.conn.executemany(
+        "INSERT INTO log_cursors (node_id, seq) VALUES (?, ?) ON CONFLICT"
+        " (node_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+        list(nodes.items()),
+    )
+    db.conn.executemany(
+        "INSERT INTO log_streams (stream, offset, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (stream) DO UPDATE SET offset = MAX(offset,"
+        " excluded.offset), updated_at = excluded.updated_at",
+        [(stream, end, now) for stream, end in streams.items()],
+    )
+
+
+class LogStream:
+    """One agent's ShipLogs call: batches are published as they arrive, stored behind them.
+
+    `pump` (a trio task) reads the agent's batches and takes each at once; a second task syncs
+    whenever there is something new. The answers (`next_ack`) say how far lines are received
+    and how far stored, whenever either moves: the agent's window of batches in flight counts
+    against the first, so a slow disk or SQLite commit never holds up the live stream, and it
+    forgets lines only on the second.
+    """
+
+    def __init__(self, ingest: LogIngest, node_id: str) -> None:
+        self._ingest = ingest
+        self._node_id = node_id
+        self._received = 0
+        self._answered = (0, 0)
+        self._changed = trio.Event()
+        self._taken = trio.Event()
+        self._scope = trio.CancelScope()
+        self.closed = False
+
+    async def pump(self, requests: Iterator[LogBatch]) -> None:
+        """Reads the agent's batches until its stream ends or breaks, or `close` is called."""
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._store_behind)
+                    while (batch := await next_request(requests)) is not None:
+                        received = self._ingest.take(self._node_id, batch)
+                        self._received = max(self._received, received)
+                        self._taken.set()
+                        self._changed.set()
+                    nursery.cancel_scope.cancel()
+        except Exception:
+            # Spawned in the server's nursery: an error ends this call (the agent reconnects
+            # and sends again what is not stored), never the controller.
+            log.exception("log stream of node %s failed", self._node_id)
+        finally:
+            self.close()
+
+    async def _store_behind(self) -> None:
+        while True:
+            await self._taken.wait()
+            self._taken = trio.Event()
+            await self._ingest.sync()
+            self._changed.set()
+
+    async def next_ack(self) -> LogAck | None:
+        """The next answer for the agent, once received or stored has moved; None once the
+        stream is over."""
+        while True:
+            state = (self._ingest.stored(self._node_id), self._received)
+            if state != self._answered:
+                self._answered = state
+                return LogAck(seq=state[0], received=state[1])
+            if self.closed:
+                return None
+            await self._changed.wait()
+            self._changed = trio.Event()
+
+    def close(self) -> None:
+        self.closed = True
+        self._scope.cancel()
+        self._changed.set()
 
 
 class Agents:
@@ -143,6 +272,9 @@ class Agents:
         self.agent_endpoint = ""
         # Told about every app whose dynos changed state (the router's table follows).
         self.on_app_changed: Callable[[str], Awaitable[None]] = _nothing
+        # Told when an agent connects, so its node is schedulable now, not at the next pass of
+        # the node monitor (else `waka nodes` shows ready while new dynos avoid the node).
+        self.on_node_connected: Callable[[], Awaitable[None]] = _nothing_at_all
 
     async def join(
         self, join_token: str, name: str, inventory: Inventory, csr: bytes
@@ -192,6 +324,7 @@ class Agents:
         session = self._fleet.attach(node_id, name, hello.inventory)
         session.slugs = set(hello.slugs)
         self._fleet.update_status(session, hello.status)
+        await self.on_node_connected()
         await self._reconciler.push_node(node_id)
         self._reconciler.kick()
         return session

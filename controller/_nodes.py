@@ -20,7 +20,7 @@ from waka.controller._errors import InvalidInput, NotFound
 from waka.controller._fleet import Fleet
 from waka.controller._liveness import Liveness, node_state
 from waka.controller._oneoff import OneOffs
-from waka.controller._reconcile import Reconciler, committed_by_node, next_dyno_seq
+from waka.controller._reconcile import Reconciler, next_dyno_seq, node_usage
 from waka.controller._sizes import DEFAULT_SIZES
 from waka.controller._store import Store
 from waka.controller._tokens import Identity, TokenBook, new_join_token
@@ -53,6 +53,8 @@ class Nodes:
         self._policy = policy
         self._ca_fingerprint = ca_fingerprint
         self._clock = clock
+        # The monitor and agents connecting both check: one at a time, so a change is acted on once.
+        self._checking = trio.Lock()
 
     # ------------------------------------------------------------ liveness
 
@@ -67,6 +69,10 @@ class Nodes:
             await trio.sleep(CHECK_INTERVAL)
 
     async def check(self) -> None:
+        async with self._checking:
+            await self._check()
+
+    async def _check(self) -> None:
         now = self._clock()
         for node_id, name, cordoned, draining in await self._store.read(_node_rows):
             session = self._fleet.session(node_id)
@@ -95,14 +101,7 @@ class Nodes:
 
     async def list(self) -> list[Node]:
         def read(db: Database) -> tuple[list[tuple], dict[str, int], dict[str, int]]:
-            counts = {
-                r[0]: r[1]
-                for r in db.execute(
-                    "SELECT node_id, COUNT(*) FROM dynos WHERE desired = 'run'"
-                    " AND node_id IS NOT NULL GROUP BY node_id"
-                )
-            }
-            committed, _ = committed_by_node(db, DEFAULT_SIZES)
+            committed, counts = node_usage(db, DEFAULT_SIZES)
             rows = db.execute(
                 "SELECT id, name, address, last_seen, cordoned, draining FROM nodes ORDER BY name"
             ).fetchall()

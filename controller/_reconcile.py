@@ -4,6 +4,12 @@ Desired state (formation × current release, as dyno rows) lives in SQLite; actu
 agents last reported. A reconcile is triggered by events (a release, a scale, a restart, an agent's
 status changing) and by a periodic full resync, and it is idempotent: running it twice changes
 nothing the second time. Each agent is always sent the complete list of dynos it should run.
+
+At fleet scale (200 nodes, 10,000 dynos) the costs that matter are per dyno and per node, not per
+pass: placement keeps node loads in a heap for the pass (`Placer`), committed memory is counted
+only when something is placed, nodes touched by a burst of passes get one assignment at its end
+rather than one per pass, and the periodic resync sends nothing to a node whose assignment has
+not changed since it was last sent and which reports exactly what it was sent.
 """
 
 from __future__ import annotations
@@ -11,15 +17,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import trio
 from sqlite_utils import Database
 
-from waka.controller._fleet import Fleet
+from waka.controller._fleet import AgentSession, Fleet
 from waka.controller._logs import LogHub
-from waka.controller._placement import DynoRow, NodeLoad, place, plan_app
+from waka.controller._placement import DynoRow, NodeInfo, Placer, plan_app
 from waka.controller._sizes import DEFAULT_SIZES
 from waka.controller._store import Store
 from waka.v1.agent_pb2 import Assignment, ControllerMessage, DynoSpec, SlugRef
@@ -28,6 +34,8 @@ from waka.v1.common_pb2 import DynoSize, DynoState, WindowSize
 _ENDED = frozenset({DynoState.DYNO_STATE_DOWN, DynoState.DYNO_STATE_CRASHED})
 STOP_GRACE_SECONDS = 30
 BOOT_TIMEOUT_SECONDS = 60
+# While passes queue up for the lock, pushes wait for the last of them, but never longer than this.
+MAX_PUSH_DELAY = 0.5
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ class NodeView:
 
 @dataclass(frozen=True)
 class FleetView:
-    """What the agents reported, copied on the trio thread for a worker thread to read."""
+    """What the agents reported, taken on the trio thread for a worker thread to read."""
 
     nodes: tuple[NodeView, ...]
     states: Mapping[str, int]
@@ -100,19 +108,42 @@ def _load_snapshot(db: Database, app_name: str) -> AppSnapshot | None:
     )
 
 
-def committed_by_node(
+def node_usage(
     db: Database, sizes: Mapping[str, DynoSize]
-) -> tuple[dict[str, int], dict[tuple[str, str, str], int]]:
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Per node: memory committed to the dynos it should run (MB), and how many there are.
+
+    Reads only the (desired, node_id, size) index, never the rows."""
     committed: dict[str, int] = {}
-    groups: dict[tuple[str, str, str], int] = {}
-    for node_id, app_id, ptype, size, count in db.execute(
-        "SELECT node_id, app_id, type, size, COUNT(*) FROM dynos"
-        " WHERE desired = 'run' AND node_id IS NOT NULL GROUP BY node_id, app_id, type, size"
+    counts: dict[str, int] = {}
+    for node_id, size, count in db.execute(
+        "SELECT node_id, size, COUNT(*) FROM dynos WHERE desired = 'run' AND node_id IS NOT NULL"
+        " GROUP BY node_id, size"
     ):
         memory = sizes[size].memory_mb if size in sizes else 512
         committed[node_id] = committed.get(node_id, 0) + memory * count
-        groups[(node_id, app_id, ptype)] = groups.get((node_id, app_id, ptype), 0) + count
-    return committed, groups
+        counts[node_id] = counts.get(node_id, 0) + count
+    return committed, counts
+
+
+def committed_by_node(db: Database, sizes: Mapping[str, DynoSize]) -> dict[str, int]:
+    return node_usage(db, sizes)[0]
+
+
+def app_groups(db: Database, app_id: str) -> dict[tuple[str, str], int]:
+    """(node, process type) -> the app's dynos of that type the node should run."""
+    return {
+        (node_id, ptype): count
+        for node_id, ptype, count in db.execute(
+            "SELECT node_id, type, COUNT(*) FROM dynos WHERE app_id = ? AND desired = 'run'"
+            " AND node_id IS NOT NULL GROUP BY node_id, type",
+            (app_id,),
+        )
+    }
+
+
+def _need_mb(sizes: Mapping[str, DynoSize], size: str) -> int:
+    return sizes[size].memory_mb if size in sizes else 512
 
 
 async def _nothing(_app: str, _stopping: list[str]) -> None:
@@ -131,6 +162,26 @@ def _known_dynos(db: Database, node_id: str) -> set[str]:
 def next_dyno_seq(db: Database) -> int:
     row = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM dynos").fetchone()
     return int(row[0])
+
+
+# The columns a dyno's spec is made of (see _spec): equal rows give equal specs.
+_ASSIGNMENT_SQL = (
+    "SELECT d.id, d.type, d.idx, d.release_version, d.size, d.oneoff, d.command, d.env,"
+    " d.attach, d.tty, d.timeout_seconds, d.tty_cols, d.tty_rows, a.name, a.uid, a.stack,"
+    " r.slug_sha256, r.slug_size, r.process_types, r.health_check_path, r.config, d.app_id"
+    " FROM dynos d JOIN apps a ON a.id = d.app_id"
+    " JOIN releases r ON r.app_id = d.app_id AND r.version = d.release_version"
+    " WHERE d.node_id = ? AND d.desired = 'run' ORDER BY d.seq"
+)
+
+
+@dataclass(frozen=True)
+class _NodeAssignment:
+    """What one node's assignment is made of, read in one transaction."""
+
+    rows: tuple[tuple, ...]
+    services: list[DynoSpec]
+    known: set[str]
 
 
 class Reconciler:
@@ -158,6 +209,14 @@ class Reconciler:
         self._kicked_apps: set[str] = set()
         self._kicked_all = False
         self._wakeup = trio.Event()
+        # Nodes whose assignment changed and has not been sent yet (only touched under the lock),
+        # and since when the oldest of them waits (trio time).
+        self._dirty: set[str] = set()
+        self._dirty_since = 0.0
+        # Per node, the session last sent an assignment and a digest of what it was sent.
+        self._sent: dict[str, tuple[AgentSession, int]] = {}
+        # Per node, the specs of its last assignment by the rows they were made from.
+        self._specs: dict[str, dict[tuple, DynoSpec]] = {}
         # Why a dyno has no node yet, shown by `waka ps` (memory only: it is recomputed each pass).
         self.pending_reasons: dict[str, str] = {}
         # Per node, the dynos it runs that the database does not know (see _push_locked).
@@ -190,8 +249,7 @@ class Reconciler:
             if everything:
                 await self.reconcile_all()
             else:
-                for app in sorted(apps):
-                    await self.reconcile_app(app)
+                await self._reconcile_batch(sorted(apps))
 
     # ------------------------------------------------------------ passes
 
@@ -200,20 +258,47 @@ class Reconciler:
             lambda db: [r[0] for r in db.execute("SELECT name FROM apps ORDER BY name")]
         )
         for name in names:
-            await self.reconcile_app(name)
+            async with self._lock:
+                await self._reconcile_locked(name)
         await self.push_all()
 
     async def reconcile_app(self, app: str) -> None:
         async with self._lock:
-            view = self.fleet_view()
-            touched, stopping = await self._store.write(
-                lambda db: self._reconcile_in_tx(db, app, view)
-            )
-            # The router stops sending them requests, and their requests finish, before the
-            # agents are told to stop them.
-            await self.before_push(app, stopping)
-            for node_id in sorted(touched):
-                await self._push_locked(node_id)
+            await self._reconcile_locked(app)
+            await self._push_dirty_locked(last=True)
+
+    async def _reconcile_batch(self, apps: Sequence[str]) -> None:
+        """Reconciles apps one by one (others may take the lock in between); pushes at the end."""
+        for i, app in enumerate(apps):
+            async with self._lock:
+                await self._reconcile_locked(app)
+                await self._push_dirty_locked(last=i == len(apps) - 1)
+
+    async def _reconcile_locked(self, app: str) -> None:
+        view = self.fleet_view()
+        touched, stopping = await self._store.write(lambda db: self._reconcile_in_tx(db, app, view))
+        if touched and not self._dirty:
+            self._dirty_since = trio.current_time()
+        self._dirty |= touched
+        # The router stops sending them requests, and their requests finish, before the
+        # agents are told to stop them.
+        await self.before_push(app, stopping)
+
+    async def _push_dirty_locked(self, *, last: bool) -> None:
+        """Sends the nodes marked dirty their assignments, unless another pass will do it soon.
+
+        A burst of passes (a hundred apps scaled at once) touches the same nodes again and again;
+        sending each node one assignment at the end of the burst instead of one per pass saves
+        as many assignments, and as many status reports back. So a pass leaves the pushing to
+        the next pass already waiting for the lock (every holder of the lock ends by pushing, or
+        by leaving it to the next), and a burst that does not end still pushes every
+        MAX_PUSH_DELAY seconds. `last`: no pass of the caller's own batch follows this one.
+        """
+        if not self._dirty:
+            return
+        overdue = trio.current_time() - self._dirty_since >= MAX_PUSH_DELAY
+        if overdue or (last and not self._lock.statistics().tasks_waiting):
+            await self._push_locked(sorted(self._dirty))
 
     def _reconcile_in_tx(
         self, db: Database, app_name: str, view: FleetView
@@ -231,47 +316,34 @@ class Reconciler:
             stopping=snapshot.stopping,
         )
         touched: set[str] = set()
+        by_id = {r.id: r for r in snapshot.rows}
         for dyno_id in plan.stop:
-            row = next(r for r in snapshot.rows if r.id == dyno_id)
+            row = by_id[dyno_id]
             db.execute("UPDATE dynos SET desired = 'stop' WHERE id = ?", (dyno_id,))
             self.pending_reasons.pop(dyno_id, None)
             if row.node_id:
                 touched.add(row.node_id)
+        stopped = set(plan.stop)
+        waiting = [r for r in snapshot.rows if r.node_id is None and r.id not in stopped]
+        if not waiting and not plan.create:
+            # Nothing to place: no need to count what every node has committed.
+            return touched, plan.stop
 
-        committed, groups = committed_by_node(db, self._sizes)
-        slug_sha = self._release_slug(db, snapshot)
+        placer = self._placer(db, view, snapshot.id, self._release_slug(db, snapshot))
 
         def choose(ptype: str, size: str) -> tuple[str | None, str]:
-            loads = [
-                NodeLoad(
-                    node_id=n.node_id,
-                    name=n.name,
-                    capacity_mb=n.capacity_mb,
-                    committed_mb=committed.get(n.node_id, 0),
-                    same_group=groups.get((n.node_id, snapshot.id, ptype), 0),
-                    has_slug=slug_sha in n.slugs,
-                    schedulable=n.schedulable,
-                )
-                for n in view.nodes
-            ]
-            need = self._sizes[size].memory_mb if size in self._sizes else 512
-            placement = place(loads, need)
-            if placement.node_id is not None:
-                committed[placement.node_id] = committed.get(placement.node_id, 0) + need
-                key = (placement.node_id, snapshot.id, ptype)
-                groups[key] = groups.get(key, 0) + 1
+            placement = placer.place(ptype, _need_mb(self._sizes, size))
             return placement.node_id, placement.reason
 
         # Dynos that are waiting for a node get another chance first.
-        for row in snapshot.rows:
-            if row.node_id is None and row.id not in plan.stop:
-                node_id, reason = choose(row.type, row.size)
-                if node_id is not None:
-                    db.execute("UPDATE dynos SET node_id = ? WHERE id = ?", (node_id, row.id))
-                    self.pending_reasons.pop(row.id, None)
-                    touched.add(node_id)
-                else:
-                    self.pending_reasons[row.id] = reason
+        for row in waiting:
+            node_id, reason = choose(row.type, row.size)
+            if node_id is not None:
+                db.execute("UPDATE dynos SET node_id = ? WHERE id = ?", (node_id, row.id))
+                self.pending_reasons.pop(row.id, None)
+                touched.add(node_id)
+            else:
+                self.pending_reasons[row.id] = reason
 
         seq = next_dyno_seq(db)
         now = self._clock()
@@ -291,6 +363,22 @@ class Reconciler:
                 touched.add(node_id)
         return touched, plan.stop
 
+    def _placer(self, db: Database, view: FleetView, app_id: str, slug_sha: str) -> Placer:
+        """Placement for one pass: every node's load now, and the app's dynos per node and type."""
+        committed = committed_by_node(db, self._sizes)
+        nodes = [
+            NodeInfo(
+                node_id=n.node_id,
+                name=n.name,
+                capacity_mb=n.capacity_mb,
+                committed_mb=committed.get(n.node_id, 0),
+                has_slug=bool(slug_sha) and slug_sha in n.slugs,
+                schedulable=n.schedulable,
+            )
+            for n in view.nodes
+        ]
+        return Placer(nodes, app_groups(db, app_id))
+
     def fleet_view(self) -> FleetView:
         sessions = self._fleet.sessions()
         return FleetView(
@@ -304,7 +392,7 @@ class Reconciler:
                 )
                 for s in sessions
             ),
-            states={d.id: d.state for s in sessions for d in s.dynos.values()},
+            states=self._fleet.reported_states(),
         )
 
     @staticmethod
@@ -320,21 +408,7 @@ class Reconciler:
     ) -> tuple[str | None, str]:
         """A node for one new dyno (one-offs); call inside a write transaction with a view taken
         on the trio thread."""
-        committed, groups = committed_by_node(db, self._sizes)
-        loads = [
-            NodeLoad(
-                node_id=n.node_id,
-                name=n.name,
-                capacity_mb=n.capacity_mb,
-                committed_mb=committed.get(n.node_id, 0),
-                same_group=groups.get((n.node_id, app_id, ptype), 0),
-                has_slug=False,
-                schedulable=n.schedulable,
-            )
-            for n in view.nodes
-        ]
-        need = self._sizes[size].memory_mb if size in self._sizes else 512
-        placement = place(loads, need)
+        placement = self._placer(db, view, app_id, "").place(ptype, _need_mb(self._sizes, size))
         return placement.node_id, placement.reason
 
     # ------------------------------------------------------------ node status
@@ -395,84 +469,175 @@ class Reconciler:
             )
             return apps
 
-        for app in await self._store.write(abandon):
-            await self.reconcile_app(app)
+        await self._reconcile_batch(await self._store.write(abandon))
 
     # ------------------------------------------------------------ assignments
 
     async def push_all(self) -> None:
+        """The periodic resync: every node that is not known to run its current assignment gets
+        it again (level-triggered: an agent that lost a dyno starts it again)."""
         async with self._lock:
-            for session in self._fleet.sessions():
-                await self._push_locked(session.node_id)
+            sessions = self._fleet.sessions()
+            for node_id in set(self._sent) - {s.node_id for s in sessions}:
+                self._forget_node(node_id)
+            dirty = self._dirty
+            await self._push_locked(
+                [s.node_id for s in sessions],
+                unless_unchanged={s.node_id for s in sessions} - dirty,
+            )
+            # Dirty nodes without a session (gone since) are done with too.
+            self._dirty.clear()
 
     async def push_node(self, node_id: str) -> None:
         async with self._lock:
-            await self._push_locked(node_id)
+            await self._push_locked(sorted(self._dirty | {node_id}))
 
-    async def _push_locked(self, node_id: str) -> None:
-        session = self._fleet.session(node_id)
-        if session is None:
+    def _forget_node(self, node_id: str) -> None:
+        self._sent.pop(node_id, None)
+        self._specs.pop(node_id, None)
+
+    async def _push_locked(
+        self, node_ids: Sequence[str], *, unless_unchanged: set[str] | frozenset[str] = frozenset()
+    ) -> None:
+        """Sends each node its complete assignment. Nodes in `unless_unchanged` are skipped when
+        their session was already sent exactly this and reports running exactly that."""
+        self._dirty.difference_update(node_ids)
+        sessions: dict[str, AgentSession] = {}
+        for node_id in node_ids:
+            session = self._fleet.session(node_id)
+            if session is None:
+                self._forget_node(node_id)
+            else:
+                sessions[node_id] = session
+        if not sessions:
             return
 
-        def read(db: Database) -> tuple[list[DynoSpec], set[str]]:
-            services = self.services(db, node_id)
-            known = _known_dynos(db, node_id) | {spec.id for spec in services}
-            return self._assignment_for(db, node_id) + services, known
+        def read(db: Database) -> dict[str, _NodeAssignment]:
+            return {node_id: self._read_assignment(db, node_id) for node_id in sessions}
 
-        specs, known = await self._store.read(read)
-        # A dyno the node runs that this database never heard of (it was restored, or is new)
-        # is left alone, not stopped, until an operator says otherwise.
-        unknown = sorted(set(session.dynos) - known)
-        self.unknown[node_id] = unknown
-        keep = [] if node_id in self._fleet.adopting else unknown
-        session.send(ControllerMessage(assignment=Assignment(dynos=specs, keep=keep)))
-
-    def _assignment_for(self, db: Database, node_id: str) -> list[DynoSpec]:
-        specs = []
-        for row in db.query(
-            "SELECT d.id, d.type, d.idx, d.release_version, d.size, d.oneoff, d.command,"
-            " d.env AS extra_env, d.attach, d.tty, d.timeout_seconds, d.tty_cols, d.tty_rows,"
-            " a.name AS app, a.uid, a.stack, r.slug_sha256, r.slug_size, r.process_types,"
-            " r.health_check_path,"
-            " r.config FROM dynos d JOIN apps a ON a.id = d.app_id"
-            " JOIN releases r ON r.app_id = d.app_id AND r.version = d.release_version"
-            " WHERE d.node_id = ? AND d.desired = 'run' ORDER BY d.seq",
-            (node_id,),
-        ):
-            process_types = json.loads(row["process_types"])
-            command = row["command"] or process_types.get(row["type"], "")
-            name = f"{row['type']}.{row['idx']}"
-            env = dict(json.loads(row["config"]))
-            env.update(json.loads(row["extra_env"]))
-            env.update(
-                {
-                    "WAKA_APP_NAME": row["app"],
-                    "WAKA_RELEASE_VERSION": f"v{row['release_version']}",
-                    "WAKA_DYNO_ID": row["id"],
-                }
-            )
-            size = self._sizes.get(row["size"]) or self._sizes["standard-1x"]
-            specs.append(
-                DynoSpec(
-                    id=row["id"],
-                    app=row["app"],
-                    name=name,
-                    type=row["type"],
-                    release=row["release_version"],
-                    slug=SlugRef(sha256=row["slug_sha256"] or "", size=row["slug_size"] or 0),
-                    command=command,
-                    env=env,
-                    size=size,
-                    uid=row["uid"],
-                    oneoff=bool(row["oneoff"]),
-                    stack=row["stack"],
-                    stop_grace_seconds=self._stop_grace,
-                    boot_timeout_seconds=self._boot_timeout,
-                    attach=bool(row["attach"]),
-                    tty=bool(row["tty"]),
-                    window=WindowSize(cols=row["tty_cols"], rows=row["tty_rows"]),
-                    timeout_seconds=row["timeout_seconds"],
-                    health_check_path=row["health_check_path"] if row["type"] == "web" else "",
+        assignments = await self._store.read(read)
+        # Each release's config and process types are decoded once per push, not once per dyno.
+        decoded: dict[tuple[str, int], tuple[dict, dict]] = {}
+        for node_id, session in sessions.items():
+            assignment = assignments[node_id]
+            # A dyno the node runs that this database never heard of (it was restored, or is
+            # new) is left alone, not stopped, until an operator says otherwise.
+            unknown = sorted(set(session.dynos) - assignment.known)
+            self.unknown[node_id] = unknown
+            keep = [] if node_id in self._fleet.adopting else unknown
+            digest = hash(
+                (
+                    assignment.rows,
+                    tuple(s.SerializeToString(deterministic=True) for s in assignment.services),
+                    tuple(keep),
                 )
             )
+            sent = self._sent.get(node_id)
+            if (
+                node_id in unless_unchanged
+                and sent is not None
+                and sent[0] is session
+                and sent[1] == digest
+                and _runs_exactly(session, assignment, keep)
+            ):
+                continue
+            specs = self._specs_for(node_id, assignment.rows, decoded) + assignment.services
+            message = ControllerMessage(assignment=Assignment(dynos=specs, keep=keep))
+            if session.send(message):
+                self._sent[node_id] = (session, digest)
+            else:
+                self._forget_node(node_id)
+
+    def _read_assignment(self, db: Database, node_id: str) -> _NodeAssignment:
+        services = self.services(db, node_id)
+        known = _known_dynos(db, node_id) | {spec.id for spec in services}
+        rows = tuple(db.execute(_ASSIGNMENT_SQL, (node_id,)).fetchall())
+        return _NodeAssignment(rows, services, known)
+
+    def _specs_for(
+        self,
+        node_id: str,
+        rows: tuple[tuple, ...],
+        decoded: dict[tuple[str, int], tuple[dict, dict]],
+    ) -> list[DynoSpec]:
+        """The node's dyno specs, reusing those of its last assignment made from the same rows."""
+        before = self._specs.get(node_id, {})
+        now: dict[tuple, DynoSpec] = {}
+        specs = []
+        for row in rows:
+            spec = before.get(row)
+            if spec is None:
+                spec = self._spec(row, decoded)
+            now[row] = spec
+            specs.append(spec)
+        self._specs[node_id] = now
         return specs
+
+    def _spec(self, row: tuple, decoded: dict[tuple[str, int], tuple[dict, dict]]) -> DynoSpec:
+        (
+            dyno_id,
+            ptype,
+            idx,
+            release,
+            size_name,
+            oneoff,
+            command,
+            extra_env,
+            attach,
+            tty,
+            timeout_seconds,
+            tty_cols,
+            tty_rows,
+            app,
+            uid,
+            stack,
+            slug_sha256,
+            slug_size,
+            process_types_json,
+            health_check_path,
+            config_json,
+            app_id,
+        ) = row
+        release_data = decoded.get((app_id, release))
+        if release_data is None:
+            release_data = (json.loads(process_types_json), json.loads(config_json))
+            decoded[(app_id, release)] = release_data
+        process_types, config = release_data
+        env = dict(config)
+        env.update(json.loads(extra_env))
+        env.update(
+            {
+                "WAKA_APP_NAME": app,
+                "WAKA_RELEASE_VERSION": f"v{release}",
+                "WAKA_DYNO_ID": dyno_id,
+            }
+        )
+        size = self._sizes.get(size_name) or self._sizes["standard-1x"]
+        return DynoSpec(
+            id=dyno_id,
+            app=app,
+            name=f"{ptype}.{idx}",
+            type=ptype,
+            release=release,
+            slug=SlugRef(sha256=slug_sha256 or "", size=slug_size or 0),
+            command=command or process_types.get(ptype, ""),
+            env=env,
+            size=size,
+            uid=uid,
+            oneoff=bool(oneoff),
+            stack=stack,
+            stop_grace_seconds=self._stop_grace,
+            boot_timeout_seconds=self._boot_timeout,
+            attach=bool(attach),
+            tty=bool(tty),
+            window=WindowSize(cols=tty_cols, rows=tty_rows),
+            timeout_seconds=timeout_seconds,
+            health_check_path=health_check_path if ptype == "web" else "",
+        )
+
+
+def _runs_exactly(session: AgentSession, assignment: _NodeAssignment, keep: list[str]) -> bool:
+    """The node reports every dyno it is assigned, and nothing else but the ones it keeps."""
+    assigned = {row[0] for row in assignment.rows} | {spec.id for spec in assignment.services}
+    reported = session.dynos.keys()
+    return assigned <= reported <= assigned | set(keep)

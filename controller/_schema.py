@@ -293,3 +293,20 @@ def m008_preboot_and_health_checks(db: Database) -> None:
         ALTER TABLE releases ADD COLUMN health_check_path TEXT NOT NULL DEFAULT '';
         """
     )
+
+
+@MIGRATIONS()
+def m009_dyno_indexes_for_fleet_scale(db: Database) -> None:
+    db.executescript(
+        """
+        -- Committed memory per node (placement, `waka nodes`) is counted from this index alone,
+        -- and a node's dynos to run or to stop are found in it: the count once read every dyno
+        -- row on every reconcile. node_id comes first so that queries by app never pick it
+        -- over dynos_by_app (with `desired` first they did, and read every dyno per app).
+        CREATE INDEX dynos_by_node_desired_size ON dynos (node_id, desired, size);
+        DROP INDEX dynos_by_node;
+        -- The next dyno sequence number (MAX(seq)) read every dyno row on each pass that
+        -- creates dynos.
+        CREATE INDEX dynos_by_seq ON dynos (seq);
+        """
+    )

@@ -26,7 +26,7 @@ from waka.controller._api import Services, add_platform_servicers
 from waka.controller._apps import Apps
 from waka.controller._attach import AttachHub
 from waka.controller._blobs import BlobStore
-from waka.controller._bridge import Bridge
+from waka.controller._bridge import Bridge, set_stream_readers
 from waka.controller._ca import CertificateAuthority
 from waka.controller._deploys import BuildLimits, Deployer
 from waka.controller._drains import Drains
@@ -72,7 +72,10 @@ class ControllerConfig:
     public_host: str = ""
     log_history: int = 1500
     build_timeout: float = 15 * 60
-    grpc_workers: int = 200
+    # Threads for RPCs (made as needed). Every agent holds two streams open (its session and its
+    # log shipping) for as long as it is connected, so this bounds the fleet: 1000 is ~490 agents
+    # plus room for the API. With too few, even `waka apps` is refused (RESOURCE_EXHAUSTED).
+    grpc_workers: int = 1000
     resync_interval: float = 5.0
     stop_grace_seconds: int = 30
     boot_timeout_seconds: int = 60
@@ -282,6 +285,7 @@ async def _serve(
         routes = Routes(table, store, fleet)
         reconciler.before_push = routes.drain
         agents.on_app_changed = routes.refresh
+        agents.on_node_connected = nodes.check
         await routes.refresh_all()
         apps = Apps(
             store,
@@ -302,9 +306,11 @@ async def _serve(
         apps.before_destroy = addons.app_destroyed
         releaser.rollback_config = addons.rollback_config
 
+        max_rpcs = max(config.grpc_workers - 8, 1)
+        set_stream_readers(max_rpcs)
         server = grpc.server(
             ThreadPoolExecutor(max_workers=config.grpc_workers, thread_name_prefix="grpc"),
-            maximum_concurrent_rpcs=config.grpc_workers - 8,
+            maximum_concurrent_rpcs=max_rpcs,
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.keepalive_time_ms", 20_000),

@@ -1,4 +1,8 @@
-from waka.controller._placement import DynoRow, NodeLoad, place, plan_app
+import random
+
+import pytest
+
+from waka.controller._placement import DynoRow, NodeInfo, NodeLoad, Placer, place, plan_app
 from waka.v1.common_pb2 import DynoState
 
 UP = DynoState.DYNO_STATE_UP
@@ -114,3 +118,145 @@ def test_without_preboot_a_running_current_dyno_is_kept():
     rows = [row("new", release=2, seq=2)]
     plan = plan_app({"web": 1}, {"web": "a"}, 2, rows, states(new=UP), preboot=False)
     assert plan.stop == [] and plan.create == []
+
+
+# ------------------------------------------------------------ Placer: place() for many dynos
+
+
+def naive(nodes, same_group, requests, overcommit=4.0):
+    """place() as the reconciler used to call it: a NodeLoad per node for every dyno."""
+    committed = {n.node_id: n.committed_mb for n in nodes}
+    groups = dict(same_group)
+    out = []
+    for group, need in requests:
+        loads = [
+            NodeLoad(
+                n.node_id,
+                n.name,
+                n.capacity_mb,
+                committed[n.node_id],
+                groups.get((n.node_id, group), 0),
+                n.has_slug,
+                n.schedulable,
+            )
+            for n in nodes
+        ]
+        chosen = place(loads, need, overcommit=overcommit)
+        if chosen.node_id is not None:
+            committed[chosen.node_id] += need
+            key = (chosen.node_id, group)
+            groups[key] = groups.get(key, 0) + 1
+        out.append(chosen)
+    return out
+
+
+def with_placer(nodes, same_group, requests, overcommit=4.0):
+    placer = Placer(nodes, same_group, overcommit=overcommit)
+    return [placer.place(group, need) for group, need in requests]
+
+
+def info(node, committed=0, capacity=1000, slug=False, schedulable=True, name=None):
+    return NodeInfo(node, name or node, capacity, committed, slug, schedulable)
+
+
+PLACER_CASES = {
+    "spreads one group over every node, then round again": (
+        [info("a"), info("b"), info("c")],
+        {},
+        [("worker", 100)] * 7,
+    ),
+    "two process types of one app spread each on their own": (
+        [info("a"), info("b", committed=300), info("c", committed=100)],
+        {},
+        [("web", 100), ("worker", 100), ("web", 100), ("worker", 100), ("web", 100)],
+    ),
+    "dynos already placed count for spreading": (
+        [info("a"), info("b"), info("c")],
+        {("a", "web"): 2, ("b", "web"): 1, ("a", "worker"): 5},
+        [("web", 100)] * 4 + [("worker", 100)] * 2,
+    ),
+    "least committed fraction of capacity, big nodes first": (
+        [info("a", committed=500, capacity=1000), info("b", committed=500, capacity=4000)],
+        {},
+        [("w", 512)] * 6,
+    ),
+    "sizes differ within a pass (the fraction counts the dyno being placed)": (
+        [info("small", committed=0, capacity=1000), info("big", committed=900, capacity=8000)],
+        {},
+        [("w", 512), ("x", 4096), ("w", 1024), ("x", 512), ("w", 4096), ("y", 128)],
+    ),
+    "a node with the slug wins a tie": (
+        [info("a"), info("b", slug=True), info("c")],
+        {},
+        [("w", 100)] * 4,
+    ),
+    "cordoned, draining and down nodes are never chosen": (
+        [info("a", schedulable=False), info("b"), info("c", schedulable=False), info("d")],
+        {},
+        [("w", 100)] * 5,
+    ),
+    "memory runs out node by node, then the reason is given": (
+        [info("a", committed=3000, capacity=1000), info("b", committed=2500, capacity=1000)],
+        {},
+        [("w", 512)] * 5,
+    ),
+    "a node too full for a big dyno still takes small ones": (
+        [info("a", committed=3500, capacity=1000), info("b", committed=2000, capacity=1000)],
+        {},
+        [("w", 1024), ("w", 256), ("w", 1024), ("w", 256), ("w", 1024), ("w", 256)],
+    ),
+    "equal keys keep the nodes' order (as min() does)": (
+        [info("n1", name="same"), info("n2", name="same"), info("n3", name="same")],
+        {},
+        [("w", 100)] * 5,
+    ),
+    "every node cordoned": ([info("a", schedulable=False)], {}, [("w", 1)] * 2),
+    "no node at all": ([], {}, [("w", 1)]),
+    "capacity zero is treated as one MB, as place() does": (
+        [info("a", capacity=0), info("b", capacity=1)],
+        {},
+        [("w", 1)] * 3,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLACER_CASES))
+def test_placer_chooses_exactly_what_place_chooses(case):
+    nodes, groups, requests = PLACER_CASES[case]
+    assert with_placer(nodes, groups, requests) == naive(nodes, groups, requests)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_placer_matches_place_on_random_fleets(seed):
+    rng = random.Random(seed)
+    nodes = [
+        info(
+            f"n{i}",
+            committed=rng.choice([0, 0, 256, 512, 3000, 7000]),
+            capacity=rng.choice([0, 512, 1000, 2048, 8192]),
+            slug=rng.random() < 0.3,
+            schedulable=rng.random() < 0.8,
+            name=rng.choice(["a", "b", "c", f"n{i}"]),
+        )
+        for i in range(rng.randint(1, 12))
+    ]
+    groups = {
+        (n.node_id, rng.choice(["web", "worker"])): rng.randint(0, 3)
+        for n in nodes
+        if rng.random() < 0.5
+    }
+    requests = [
+        (rng.choice(["web", "worker", "clock"]), rng.choice([256, 512, 1024, 2048]))
+        for _ in range(rng.randint(1, 60))
+    ]
+    overcommit = rng.choice([1.0, 4.0])
+    assert with_placer(nodes, groups, requests, overcommit) == naive(
+        nodes, groups, requests, overcommit
+    )
+
+
+def test_placer_spreads_an_apps_dynos_of_one_type_over_a_fleet():
+    nodes = [info(f"sim-{i:03d}", capacity=65536) for i in range(200)]
+    chosen = [p.node_id for p in with_placer(nodes, {}, [("worker", 512)] * 400)]
+    assert sorted(chosen[:200]) == [n.node_id for n in nodes]
+    assert {chosen.count(n.node_id) for n in nodes} == {2}

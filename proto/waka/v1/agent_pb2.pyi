@@ -329,10 +329,12 @@ class BuildResult(_message.Message):
     def __init__(self, build_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ..., slug: _Optional[_Union[SlugRef, _Mapping]] = ..., process_types: _Optional[_Mapping[str, str]] = ..., buildpacks: _Optional[_Iterable[str]] = ..., stack: _Optional[str] = ..., health_check_path: _Optional[str] = ...) -> None: ...
 
 class LogAck(_message.Message):
-    __slots__ = ("seq",)
+    __slots__ = ("seq", "received")
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
     seq: int
-    def __init__(self, seq: _Optional[int] = ...) -> None: ...
+    received: int
+    def __init__(self, seq: _Optional[int] = ..., received: _Optional[int] = ...) -> None: ...
 
 class SlugUpload(_message.Message):
     __slots__ = ("header", "data")

@@ -105,7 +105,8 @@ class AgentServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ShipLogs(self, request_iterator, context):
-        """Batched log lines up; acknowledgements (highest seq stored) down.
+        """Batched log lines up; acknowledgements down whenever what the controller has received
+        or stored advances (not necessarily one per batch).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,1 @@
+"""Multi-host fault tests (a package so that its conftest does not shadow tests/conftest.py)."""

@@ -1,0 +1,171 @@
+"""An agent dies or is stopped; its dynos do not depend on it.
+
+Killed (SIGKILL), the agent leaves its dynos running and the restarted agent takes them back:
+same processes, no restart counted, and every line they printed meanwhile reaches the log stream.
+Stopped on purpose (SIGTERM), its dynos are moved to other nodes, not reported as crashes.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from conftest import wait_for
+
+from fleet.conftest import Agent, Cluster, LogTail, TickReport, tick_report
+
+pytestmark = pytest.mark.root
+
+ADOPTED = re.compile(r"adopted (\S+) (\S+) \(pid (\d+)\)")
+
+
+def ticks_reach(tail: LogTail, dyno: str, number: int, timeout: float = 30) -> None:
+    def reached() -> bool:
+        numbers = [int(t.split()[1]) for t in tail.texts(dyno) if t.startswith("tick ")]
+        return bool(numbers) and max(numbers) >= number
+
+    wait_for(reached, timeout, f"tick {number} of {dyno} in the log stream", interval=0.1)
+
+
+def last_tick(tail: LogTail, dyno: str) -> int:
+    numbers = [int(t.split()[1]) for t in tail.texts(dyno) if t.startswith("tick ")]
+    return max(numbers, default=0)
+
+
+def kill_and_take_back(cluster: Cluster, agent: Agent, before: dict[str, dict[int, float]]) -> None:
+    """SIGKILL the agent, check the dynos run on without it, restart it, check it adopted them."""
+    agent.kill()
+    cluster.wait_node(agent.name, "suspect", timeout=20)
+    assert agent.dyno_processes() == before, "a dyno's processes changed while its agent was dead"
+    cluster.restart_agent(agent)
+    cluster.wait_node(agent.name, "ready", timeout=30)
+
+    def adopted_all() -> bool:
+        found = {m[2]: int(m[3]) for m in ADOPTED.finditer(agent.log(since_start=True))}
+        return len(found) == len(before)
+
+    wait_for(adopted_all, 30, f"{agent.name} to adopt its {len(before)} dynos")
+    for match in ADOPTED.finditer(agent.log(since_start=True)):
+        assert any(int(match[3]) in pids for pids in before.values()), (
+            f"{agent.name} adopted {match[2]} as pid {match[3]}, which is none of the pids it had"
+        )
+    assert agent.dyno_processes() == before, "the restarted agent did not keep the same processes"
+
+
+def report_ticks(dyno: str, report: TickReport) -> None:
+    print(
+        f"{dyno}: ticks {report.first}..{report.last}, {len(report.gaps)} missing"
+        f" {report.gaps[:20]}, {len(report.duplicates)} duplicated {report.duplicates[:20]}"
+        f" (up to {report.most_copies} copies)"
+    )
+
+
+def test_agent_sigkill_keeps_dyno_pids_and_the_restarted_agent_ships_every_line(
+    cluster: Cluster,
+):
+    agent = cluster.add_agent()
+    cluster.create_ticker_app("tick")
+    tail = LogTail(cluster.api, "tick", source="app", dyno="worker")
+    try:
+        cluster.scale("tick", worker=2)
+        cluster.wait_converged("tick", "worker", 2)
+        ticks_reach(tail, "worker.1", 20)
+        before = agent.dyno_processes()
+        assert len(before) == 2
+
+        kill_and_take_back(cluster, agent, before)
+
+        # Everything printed while no agent ran, and after, arrives.
+        target = {dyno: last_tick(tail, dyno) + 40 for dyno in ("worker.1", "worker.2")}
+        for dyno, number in target.items():
+            ticks_reach(tail, dyno, number)
+        for dyno in target:
+            report = tick_report(tail.texts(dyno))
+            report_ticks(dyno, report)
+            assert report.first == 1, f"{dyno}'s first lines never arrived"
+            assert not report.gaps, f"{dyno}: lines lost across the agent restart: {report.gaps}"
+        restarts = {d.name: d.restarts for d in cluster.dynos("tick")}
+        assert restarts == {"worker.1": 0, "worker.2": 0}, "an adopted dyno counted a restart"
+    finally:
+        tail.close()
+
+
+def test_agent_killed_ten_times_in_a_row_keeps_its_dynos_and_their_lines(cluster: Cluster):
+    agent = cluster.add_agent()
+    cluster.create_ticker_app("tick")
+    tail = LogTail(cluster.api, "tick", source="app", dyno="worker")
+    try:
+        cluster.scale("tick", worker=2)
+        cluster.wait_converged("tick", "worker", 2)
+        ticks_reach(tail, "worker.1", 10)
+        before = agent.dyno_processes()
+        restarts = {d.id: d.restarts for d in cluster.dynos("tick")}
+        started = time.monotonic()
+        for round_number in range(1, 11):
+            kill_and_take_back(cluster, agent, before)
+            now = {d.id: d.restarts for d in cluster.dynos("tick")}
+            assert set(now) == set(restarts), f"round {round_number}: the dynos changed: {now}"
+            went_down = {k: (restarts[k], v) for k, v in now.items() if v < restarts[k]}
+            assert not went_down, f"round {round_number}: restart counts went down: {went_down}"
+            restarts = now
+        print(f"10 kills and adoptions in {time.monotonic() - started:.1f}s")
+
+        target = {dyno: last_tick(tail, dyno) + 40 for dyno in ("worker.1", "worker.2")}
+        for dyno, number in target.items():
+            ticks_reach(tail, dyno, number)
+        reports = {dyno: tick_report(tail.texts(dyno)) for dyno in target}
+        for dyno, report in reports.items():
+            report_ticks(dyno, report)
+        assert all(r.first == 1 and not r.gaps for r in reports.values()), (
+            f"lines lost across ten agent restarts: { {d: r.gaps for d, r in reports.items()} }"
+        )
+    finally:
+        tail.close()
+
+
+def test_agent_sigterm_moves_its_dynos_without_calling_them_crashed(cluster: Cluster):
+    leaving = cluster.add_agent()
+    staying = cluster.add_agent()
+    cluster.create_ticker_app("tick")
+    events = LogTail(cluster.api, "tick", source="waka")
+    try:
+        cluster.scale("tick", worker=4)
+        cluster.wait_converged("tick", "worker", 4)
+        moved = set(leaving.dyno_processes())
+        assert len(moved) == 2, cluster.describe("tick")
+
+        started = time.monotonic()
+        fewest_up = 4
+        assert leaving.terminate() == 0, f"the agent's graceful stop failed:\n{leaving.log()}"
+        stopped_after = time.monotonic() - started
+        assert not leaving.dyno_processes(), "a gracefully stopped agent left dynos running"
+
+        # What `waka ps` and `waka nodes` say meanwhile, for the report.
+        shown: dict[str, str] = {}
+
+        def replaced() -> bool:
+            nonlocal fewest_up
+            dynos = cluster.dynos("tick")
+            up = {d.name for d in dynos if d.state == "up"}
+            fewest_up = min(fewest_up, len(up))
+            for d in dynos:
+                if d.id in moved:
+                    shown.setdefault(f"dyno {d.state}", f"{time.monotonic() - started:.1f}s")
+            node = cluster.nodes()[leaving.name].state
+            shown.setdefault(f"node {node}", f"{time.monotonic() - started:.1f}s")
+            return len(up) == 4 and all(d.node == staying.name for d in dynos)
+
+        wait_for(replaced, 60, "the leaving node's dynos to be replaced on the other one", 0.1)
+        replaced_after = time.monotonic() - started
+        print(
+            f"graceful agent stop: agent exited after {stopped_after:.1f}s, all 4 up again on"
+            f" {staying.name} after {replaced_after:.1f}s, fewest up meanwhile: {fewest_up};"
+            f" first seen: {shown}"
+        )
+        cluster.wait_converged("tick", "worker", 4)
+        crashed = [t for t in events.texts() if "to crashed" in t]
+        assert not crashed, f"a graceful agent stop was reported as crashes: {crashed}"
+        assert replaced_after <= 30, f"replacements took {replaced_after:.1f}s (more than 30s)"
+    finally:
+        events.close()
