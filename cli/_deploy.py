@@ -26,7 +26,9 @@ def deploy(args: argparse.Namespace, ctx: Context) -> int:
     app = resolve_app(args.app, ctx)
     source = ctx.cwd / args.source
     with _source_tarball(source) as tarball:
-        header = platform_pb2.BuildUpload.Header(app=app, source_version=_version_of(source, ctx))
+        header = platform_pb2.BuildUpload.Header(
+            app=app, source_version=_version_of(source, ctx), no_wait=args.no_wait
+        )
         with (
             connect(args.data_dir, ctx.environ) as api,
             closing(api.builds.Create(upload_messages(header, tarball))) as events,

@@ -137,6 +137,11 @@ def _deploy(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "source", nargs="?", default=".", metavar="DIR_OR_TARBALL", help="default: ."
     )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail instead of waiting when the app is already building (git: push -o no-wait)",
+    )
 
 
 def _ps_scale(parser: argparse.ArgumentParser) -> None:

@@ -351,6 +351,7 @@ class BuildsServicer(_Base, pb_grpc.BuildsServicer):
                 header.source_version or "upload",
                 identity.subject,
                 events,
+                not header.no_wait,
             )
             while (item := events.get()) is not _DONE:
                 if isinstance(item, WakaError):
@@ -373,13 +374,19 @@ class BuildsServicer(_Base, pb_grpc.BuildsServicer):
         return Path(name)
 
     async def _deploy(
-        self, app: str, path: Path, version: str, user: str, events: queue.Queue[Any]
+        self,
+        app: str,
+        path: Path,
+        version: str,
+        user: str,
+        events: queue.Queue[Any],
+        wait: bool,
     ) -> None:
         async def emit(line: str) -> None:
             events.put(pb.BuildEvent(output=pb.OutputLines(lines=[line])))
 
         try:
-            build = await self.s.deployer.deploy(app, path, version, user, emit)
+            build = await self.s.deployer.deploy(app, path, version, user, emit, wait=wait)
             events.put(pb.BuildEvent(finished=build))
         except WakaError as error:
             events.put(error)

@@ -20,7 +20,7 @@ from sqlite_utils import Database
 from waka.controller._apps import find_app
 from waka.controller._blobs import BlobStore, check_source_tarball
 from waka.controller._convert import timestamp
-from waka.controller._errors import NotFound
+from waka.controller._errors import Conflict, NotFound
 from waka.controller._fleet import AgentSession, Fleet
 from waka.controller._logs import LogHub
 from waka.controller._releaser import Releaser
@@ -177,9 +177,17 @@ class Deployer:
     # ------------------------------------------------------------ the pipeline
 
     async def deploy(
-        self, app_name: str, source: Path, source_version: str, user: str, emit: Emit
+        self,
+        app_name: str,
+        source: Path,
+        source_version: str,
+        user: str,
+        emit: Emit,
+        *,
+        wait: bool = True,
     ) -> Build:
-        """Builds `source` (a gzip'd tar) for the app and releases it; returns the build record."""
+        """Builds `source` (a gzip'd tar) for the app and releases it; returns the build record.
+        A deploy while the app is building waits its turn, or with `wait=False` is refused."""
         await trio.to_thread.run_sync(check_source_tarball, source)
         app = await self._store.read(lambda db: find_app(db, app_name))
         source_sha = await trio.to_thread.run_sync(self._sources.put_file, source)
@@ -188,6 +196,11 @@ class Deployer:
         app_lock.users += 1
         try:
             if app_lock.lock.locked():
+                if not wait:
+                    raise Conflict(
+                        f"{app_name} is already building; not waiting for it (--no-wait). Try"
+                        " again when `waka builds` shows it finished, or deploy without --no-wait."
+                    )
                 await emit(f"-----> Waiting for the build already running for {app_name} to finish")
             async with app_lock.lock:
                 return await self._build(

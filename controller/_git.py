@@ -46,7 +46,10 @@ REPO_CONFIG = (
     ("receive.denyDeletes", "true"),
     # http-backend refuses pushes unless this is set or REMOTE_USER is; say it outright.
     ("http.receivepack", "true"),
+    # So `git push -o no-wait` reaches the hook.
+    ("receive.advertisePushOptions", "true"),
 )
+NO_WAIT_OPTION = "no-wait"
 # Headers of the CGI response that belong to the CGI gateway, not to the HTTP response.
 CGI_ONLY_HEADERS = frozenset({"status", "connection", "transfer-encoding", "keep-alive"})
 CGI_HEADER_LIMIT = 64 * 1024
@@ -227,12 +230,16 @@ class Push:
 # --- The endpoint ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class _PushTicket:
     """Who is pushing to which app, for a hook to prove that it runs for an endpoint request."""
 
     app: str
     user: str
+    # One receive-pack request runs its hook once: a ticket is good for one push.
+    used: bool = False
+    # Whether this push holds its app's deploy slot (until its request ends; see _handle_push).
+    holding: bool = False
 
 
 class GitEndpoint:
@@ -253,7 +260,8 @@ class GitEndpoint:
         self._hook_socket = self._run_dir / HOOK_SOCKET_NAME
         # Tickets of the receive-pack requests in flight; a hook without one is not trusted.
         self._tickets: dict[str, _PushTicket] = {}
-        self._deploying: set[str] = set()
+        # One deploying push per app; a second waits its turn (or, with `-o no-wait`, is refused).
+        self._deploy_slots: dict[str, trio.Semaphore] = {}
 
     @property
     def hook_socket(self) -> Path:
@@ -372,7 +380,9 @@ class GitEndpoint:
                     await process.stdout.aclose()
                 returncode = await process.wait()
         finally:
-            self._tickets.pop(ticket, None)
+            pushed = self._tickets.pop(ticket, None)
+            if pushed is not None and pushed.holding:
+                self._deploy_slots[pushed.app].release()
         if returncode != 0:
             log.warning(
                 "git http-backend for %s %s exited with status %d",
@@ -455,24 +465,62 @@ class GitEndpoint:
             await output.finish(status)
 
     async def _handle_push(self, header: Mapping[str, object], output: _HookOutput) -> int:
-        # One receive-pack request runs its hook once: a ticket is good for one push.
-        ticket = self._tickets.pop(str(header.get("ticket", "")), None)
-        if ticket is None:
+        key = str(header.get("ticket", ""))
+        ticket = self._tickets.get(key)
+        if ticket is None or ticket.used:
             log.warning("git hook connection with an unknown ticket was refused")
             await output.line("! waka: this push did not come through the waka git endpoint.")
             return 1
+        ticket.used = True
         try:
             update = select_deploy_update(_parse_updates(header.get("updates")))
         except PushRejected as rejection:
             await output.line(str(rejection))
             return 1
-        if ticket.app in self._deploying:
+        options = header.get("options")
+        no_wait = isinstance(options, list) and NO_WAIT_OPTION in options
+        # The slot is held until the push's request ends, not just until this hook answers:
+        # git moves the ref only after the hook exits, and the next push must see it moved.
+        slot = self._deploy_slots.setdefault(ticket.app, trio.Semaphore(1))
+        if slot.value == 0:
+            if no_wait:
+                await output.line(
+                    f'! Another push to "{ticket.app}" is still deploying, and this one asked not'
+                    " to wait (-o no-wait): push again once it has finished."
+                )
+                return 1
             await output.line(
-                f'! Another push to "{ticket.app}" is still deploying; '
-                "push again once it has finished."
+                f"-----> Waiting for the push already deploying to {ticket.app} to finish"
+            )
+        await slot.acquire()
+        if self._tickets.get(key) is not ticket:  # the pusher went away while it waited
+            slot.release()
+            return 1
+        ticket.holding = True
+        status = 1
+        try:
+            status = await self._deploy_update(ticket, header, update, output)
+        finally:
+            if status != 0:
+                ticket.holding = False
+                slot.release()
+        return status
+
+    async def _deploy_update(
+        self,
+        ticket: _PushTicket,
+        header: Mapping[str, object],
+        update: RefUpdate,
+        output: _HookOutput,
+    ) -> int:
+        repo = self.repo_path(ticket.app)
+        if update.old != (now := await _ref_value(repo, update.ref)):
+            # git would refuse to move the ref anyway: it is no longer where this push began.
+            await output.line(
+                f"! {update.ref.removeprefix('refs/heads/')} moved to {now[:7]} while this push"
+                " waited for the one before it: fetch, merge and push again."
             )
             return 1
-        repo = self.repo_path(ticket.app)
         try:
             git_env = _quarantine_environment(header, repo)
         except ValueError as error:
@@ -488,15 +536,12 @@ class GitEndpoint:
             repo_path=repo,
             git_env=git_env,
         )
-        self._deploying.add(ticket.app)
         try:
             deployed = await self._deploy(push, output)
         except Exception:
             log.exception("deploying %s of app %s failed", push.new_sha, push.app)
             await output.line("! waka: the deploy failed with an internal error; push rejected.")
             return 1
-        finally:
-            self._deploying.discard(ticket.app)
         if not deployed:
             return 1
         try:
@@ -587,6 +632,20 @@ async def _run_git(argv: list[str], *, env: Mapping[str, str], cwd: Path) -> Non
     )
     if result.returncode != 0:
         raise GitCommandFailed(argv, result.returncode, result.stderr)
+
+
+async def _ref_value(repo: Path, ref: str) -> str:
+    """Where `ref` points in the repository now; git's all-zero id when it does not exist."""
+    result = await trio.run_process(
+        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        env={**_git_base_environment(), "GIT_DIR": str(repo)},
+        cwd=repo,
+        stdin=subprocess.DEVNULL,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    return result.stdout.decode().strip() if result.returncode == 0 else "0" * 40
 
 
 async def _point_head_at(repo: Path, ref: str) -> None:

@@ -5,7 +5,8 @@ receives a push, with the pushed objects still in quarantine. It connects to the
 Unix socket named by WAKA_HOOK_SOCKET and sends one line of JSON:
 
     {"ticket": ..., "app": ..., "user": ..., "cwd": ...,
-     "updates": [{"old": ..., "new": ..., "ref": ...}], "env": {"GIT_DIR": ..., ...}}
+     "updates": [{"old": ..., "new": ..., "ref": ...}], "env": {"GIT_DIR": ..., ...},
+     "options": [<each `git push -o OPTION`>]}
 
 The controller answers with lines, each starting with a kind byte:
 
@@ -82,7 +83,16 @@ def build_request(environ: dict[str, str], cwd: str, updates: list[JsonValue]) -
         "cwd": cwd,
         "updates": updates,
         "env": {name: environ[name] for name in QUARANTINE_ENV if name in environ},
+        "options": push_options(environ),
     }
+
+
+def push_options(environ: dict[str, str]) -> list[JsonValue]:
+    """The pusher's `git push -o OPTION` values, as git hands them to hooks."""
+    count = environ.get("GIT_PUSH_OPTION_COUNT", "0")
+    if not count.isdigit():
+        return []
+    return [environ.get(f"GIT_PUSH_OPTION_{i}", "") for i in range(int(count))]
 
 
 class PusherGone(Exception):

@@ -436,7 +436,35 @@ def test_large_push_sent_in_chunks_deploys_every_byte(tmp_path: Path) -> None:
         assert blob is not None and blob.read() == payload
 
 
-def test_second_push_while_the_first_deploys_is_rejected(tmp_path: Path) -> None:
+async def push_watching(
+    person: GitUser, source: Path, marker: str, seen: trio.Event, *options: str
+) -> tuple[int, str]:
+    """`git push` to main, setting `seen` as soon as a line containing `marker` is printed."""
+    async with trio.open_nursery() as nursery:
+        push = partial(
+            trio.run_process,
+            ["git", "push", "--progress", *options, person.url(), "main"],
+            cwd=source,
+            env=person.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+        process: trio.Process = await nursery.start(push)
+        assert process.stderr is not None
+        stderr = LineReader(process.stderr)
+        while (line := await stderr.next_line()) is not None:
+            if marker in line:
+                seen.set()
+        code = await process.wait()
+    return code, "\n".join(stderr.lines)
+
+
+WAITING = "Waiting for the push already deploying"
+
+
+def test_second_push_with_no_wait_is_refused_while_the_first_deploys(tmp_path: Path) -> None:
     first_deploy_started = trio.Event()
     second_push_done = trio.Event()
 
@@ -457,12 +485,79 @@ def test_second_push_while_the_first_deploys_is_rejected(tmp_path: Path) -> None
 
             nursery.start_soon(push_first)
             await first_deploy_started.wait()
-            rejected = await bob.git("push", bob.url(), "main", cwd=second)
+            rejected = await bob.git("push", "-o", "no-wait", bob.url(), "main", cwd=second)
             second_push_done.set()
         assert rejected.returncode != 0
         assert f'remote: ! Another push to "{APP}" is still deploying' in rejected.stderr
+        assert "-o no-wait" in rejected.stderr
         results[0].check()
         assert len(scene.platform.pushes) == 1
+
+    run_scene(tmp_path, scenario, deploy)
+
+
+def test_second_push_waits_and_is_refused_when_the_first_moved_main(tmp_path: Path) -> None:
+    first_deploy_started = trio.Event()
+    second_waits = trio.Event()
+
+    async def deploy(push: Push, output: OutputSink) -> bool:
+        first_deploy_started.set()
+        await second_waits.wait()
+        return True
+
+    async def scenario(scene: Scene) -> None:
+        first = await scene.alice.new_source("first")
+        bob = scene.person("bob")
+        second = await bob.new_source("second", {"other.txt": "other"})
+        async with trio.open_nursery() as nursery:
+            results: list[Result] = []
+
+            async def push_first() -> None:
+                results.append(await scene.alice.git("push", scene.alice.url(), "main", cwd=first))
+
+            nursery.start_soon(push_first)
+            await first_deploy_started.wait()
+            code, output = await push_watching(bob, second, WAITING, second_waits)
+        results[0].check()
+        assert code != 0
+        assert f"remote: -----> {WAITING} to {APP} to finish" in output
+        first_sha = await scene.remote_sha("refs/heads/main")
+        assert first_sha is not None
+        assert f"remote: ! main moved to {first_sha[:7]} while this push waited" in output
+        assert len(scene.platform.pushes) == 1
+
+    run_scene(tmp_path, scenario, deploy)
+
+
+def test_second_push_waits_and_deploys_when_the_first_failed(tmp_path: Path) -> None:
+    first_deploy_started = trio.Event()
+    second_waits = trio.Event()
+    outcomes = [False, True]
+
+    async def deploy(push: Push, output: OutputSink) -> bool:
+        if outcomes[0] is False:
+            first_deploy_started.set()
+            await second_waits.wait()
+        return outcomes.pop(0)
+
+    async def scenario(scene: Scene) -> None:
+        first = await scene.alice.new_source("first")
+        bob = scene.person("bob")
+        second = await bob.new_source("second", {"other.txt": "other"})
+        async with trio.open_nursery() as nursery:
+            results: list[Result] = []
+
+            async def push_first() -> None:
+                results.append(await scene.alice.git("push", scene.alice.url(), "main", cwd=first))
+
+            nursery.start_soon(push_first)
+            await first_deploy_started.wait()
+            code, output = await push_watching(bob, second, WAITING, second_waits)
+        assert results[0].returncode != 0
+        assert code == 0, output
+        assert WAITING in output
+        assert len(scene.platform.pushes) == 2
+        assert await scene.remote_sha("refs/heads/main") == scene.platform.pushes[1].new_sha
 
     run_scene(tmp_path, scenario, deploy)
 
@@ -914,6 +1009,7 @@ def test_hook_request_encoding_is_json_even_for_odd_paths() -> None:
         "cwd": odd,
         "updates": [{"old": ZERO, "new": SHA_A, "ref": "refs/heads/main"}],
         "env": {"GIT_DIR": odd},
+        "options": [],
     }
 
 
@@ -947,3 +1043,16 @@ async def _never(*args: object) -> Any:
 
 def _basic(user: str, password: str) -> str:
     return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("environ", "options"),
+    [
+        ({}, []),
+        ({"GIT_PUSH_OPTION_COUNT": "2", "GIT_PUSH_OPTION_0": "no-wait", "GIT_PUSH_OPTION_1": "x"},
+         ["no-wait", "x"]),
+        ({"GIT_PUSH_OPTION_COUNT": "junk"}, []),
+    ],
+)  # fmt: skip
+def test_hook_forwards_push_options(environ: dict[str, str], options: list[str]) -> None:
+    assert _githook.push_options(environ) == options

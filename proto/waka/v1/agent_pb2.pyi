@@ -118,7 +118,7 @@ class NodeStatus(_message.Message):
     def __init__(self, dynos: _Optional[_Iterable[_Union[DynoStatus, _Mapping]]] = ..., inventory: _Optional[_Union[Inventory, _Mapping]] = ..., builds: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DynoStatus(_message.Message):
-    __slots__ = ("id", "app", "name", "state", "release", "pid", "port", "exit_code", "restarts", "state_changed_us", "message", "memory_bytes")
+    __slots__ = ("id", "app", "name", "state", "release", "pid", "port", "exit_code", "restarts", "state_changed_us", "message", "memory_bytes", "address")
     ID_FIELD_NUMBER: _ClassVar[int]
     APP_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +131,7 @@ class DynoStatus(_message.Message):
     STATE_CHANGED_US_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     app: str
     name: str
@@ -143,7 +144,8 @@ class DynoStatus(_message.Message):
     state_changed_us: int
     message: str
     memory_bytes: int
-    def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.DynoState, str]] = ..., release: _Optional[int] = ..., pid: _Optional[int] = ..., port: _Optional[int] = ..., exit_code: _Optional[int] = ..., restarts: _Optional[int] = ..., state_changed_us: _Optional[int] = ..., message: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
+    address: str
+    def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.DynoState, str]] = ..., release: _Optional[int] = ..., pid: _Optional[int] = ..., port: _Optional[int] = ..., exit_code: _Optional[int] = ..., restarts: _Optional[int] = ..., state_changed_us: _Optional[int] = ..., message: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
 
 class ControllerMessage(_message.Message):
     __slots__ = ("assignment", "build_job", "cancel_build", "purge_cache", "collect_garbage", "delete_volume")
@@ -190,7 +192,7 @@ class Assignment(_message.Message):
     def __init__(self, dynos: _Optional[_Iterable[_Union[DynoSpec, _Mapping]]] = ..., keep: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DynoSpec(_message.Message):
-    __slots__ = ("id", "app", "name", "type", "release", "slug", "command", "env", "size", "uid", "oneoff", "stack", "stop_grace_seconds", "boot_timeout_seconds", "attach", "tty", "window", "timeout_seconds", "volume", "fixed_port", "health_check_path")
+    __slots__ = ("id", "app", "name", "type", "release", "slug", "command", "env", "size", "uid", "oneoff", "stack", "stop_grace_seconds", "boot_timeout_seconds", "attach", "tty", "window", "timeout_seconds", "volume", "fixed_port", "health_check_path", "private_network", "app_id")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +221,8 @@ class DynoSpec(_message.Message):
     VOLUME_FIELD_NUMBER: _ClassVar[int]
     FIXED_PORT_FIELD_NUMBER: _ClassVar[int]
     HEALTH_CHECK_PATH_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     app: str
     name: str
@@ -240,7 +244,9 @@ class DynoSpec(_message.Message):
     volume: str
     fixed_port: int
     health_check_path: str
-    def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., release: _Optional[int] = ..., slug: _Optional[_Union[SlugRef, _Mapping]] = ..., command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., size: _Optional[_Union[_common_pb2.DynoSize, _Mapping]] = ..., uid: _Optional[int] = ..., oneoff: _Optional[bool] = ..., stack: _Optional[str] = ..., stop_grace_seconds: _Optional[int] = ..., boot_timeout_seconds: _Optional[int] = ..., attach: _Optional[bool] = ..., tty: _Optional[bool] = ..., window: _Optional[_Union[_common_pb2.WindowSize, _Mapping]] = ..., timeout_seconds: _Optional[int] = ..., volume: _Optional[str] = ..., fixed_port: _Optional[int] = ..., health_check_path: _Optional[str] = ...) -> None: ...
+    private_network: bool
+    app_id: str
+    def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., release: _Optional[int] = ..., slug: _Optional[_Union[SlugRef, _Mapping]] = ..., command: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., size: _Optional[_Union[_common_pb2.DynoSize, _Mapping]] = ..., uid: _Optional[int] = ..., oneoff: _Optional[bool] = ..., stack: _Optional[str] = ..., stop_grace_seconds: _Optional[int] = ..., boot_timeout_seconds: _Optional[int] = ..., attach: _Optional[bool] = ..., tty: _Optional[bool] = ..., window: _Optional[_Union[_common_pb2.WindowSize, _Mapping]] = ..., timeout_seconds: _Optional[int] = ..., volume: _Optional[str] = ..., fixed_port: _Optional[int] = ..., health_check_path: _Optional[str] = ..., private_network: _Optional[bool] = ..., app_id: _Optional[str] = ...) -> None: ...
 
 class SlugRef(_message.Message):
     __slots__ = ("sha256", "size")

@@ -35,18 +35,22 @@ class AppRef(_message.Message):
     def __init__(self, app: _Optional[str] = ...) -> None: ...
 
 class AppUpdate(_message.Message):
-    __slots__ = ("app", "set_maintenance", "maintenance", "set_preboot", "preboot")
+    __slots__ = ("app", "set_maintenance", "maintenance", "set_preboot", "preboot", "set_private_network", "private_network")
     APP_FIELD_NUMBER: _ClassVar[int]
     SET_MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
     MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
     SET_PREBOOT_FIELD_NUMBER: _ClassVar[int]
     PREBOOT_FIELD_NUMBER: _ClassVar[int]
+    SET_PRIVATE_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_NETWORK_FIELD_NUMBER: _ClassVar[int]
     app: str
     set_maintenance: bool
     maintenance: bool
     set_preboot: bool
     preboot: bool
-    def __init__(self, app: _Optional[str] = ..., set_maintenance: _Optional[bool] = ..., maintenance: _Optional[bool] = ..., set_preboot: _Optional[bool] = ..., preboot: _Optional[bool] = ...) -> None: ...
+    set_private_network: bool
+    private_network: bool
+    def __init__(self, app: _Optional[str] = ..., set_maintenance: _Optional[bool] = ..., maintenance: _Optional[bool] = ..., set_preboot: _Optional[bool] = ..., preboot: _Optional[bool] = ..., set_private_network: _Optional[bool] = ..., private_network: _Optional[bool] = ...) -> None: ...
 
 class CreateAppRequest(_message.Message):
     __slots__ = ("name",)
@@ -63,7 +67,7 @@ class DestroyAppRequest(_message.Message):
     def __init__(self, app: _Optional[str] = ..., confirm: _Optional[str] = ...) -> None: ...
 
 class App(_message.Message):
-    __slots__ = ("name", "id", "created_at", "git_url", "current_release", "stack", "uid", "web_url", "maintenance", "preboot")
+    __slots__ = ("name", "id", "created_at", "git_url", "current_release", "stack", "uid", "web_url", "maintenance", "preboot", "private_network")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +78,7 @@ class App(_message.Message):
     WEB_URL_FIELD_NUMBER: _ClassVar[int]
     MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
     PREBOOT_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_NETWORK_FIELD_NUMBER: _ClassVar[int]
     name: str
     id: str
     created_at: _timestamp_pb2.Timestamp
@@ -84,7 +89,8 @@ class App(_message.Message):
     web_url: str
     maintenance: bool
     preboot: bool
-    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., git_url: _Optional[str] = ..., current_release: _Optional[int] = ..., stack: _Optional[str] = ..., uid: _Optional[int] = ..., web_url: _Optional[str] = ..., maintenance: _Optional[bool] = ..., preboot: _Optional[bool] = ...) -> None: ...
+    private_network: bool
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., git_url: _Optional[str] = ..., current_release: _Optional[int] = ..., stack: _Optional[str] = ..., uid: _Optional[int] = ..., web_url: _Optional[str] = ..., maintenance: _Optional[bool] = ..., preboot: _Optional[bool] = ..., private_network: _Optional[bool] = ...) -> None: ...
 
 class AppList(_message.Message):
     __slots__ = ("apps",)
@@ -123,12 +129,14 @@ class BuildpackList(_message.Message):
 class BuildUpload(_message.Message):
     __slots__ = ("header", "data")
     class Header(_message.Message):
-        __slots__ = ("app", "source_version")
+        __slots__ = ("app", "source_version", "no_wait")
         APP_FIELD_NUMBER: _ClassVar[int]
         SOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
+        NO_WAIT_FIELD_NUMBER: _ClassVar[int]
         app: str
         source_version: str
-        def __init__(self, app: _Optional[str] = ..., source_version: _Optional[str] = ...) -> None: ...
+        no_wait: bool
+        def __init__(self, app: _Optional[str] = ..., source_version: _Optional[str] = ..., no_wait: _Optional[bool] = ...) -> None: ...
     HEADER_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     header: BuildUpload.Header
