@@ -7,7 +7,7 @@ here is simply replaced, never patched; a reconnecting agent's first status rebu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -56,45 +56,6 @@ class AgentSession:
     def close(self) -> None:
         self.closed = True
         self._send.close()
-
-
-class ReportedStates(Mapping[str, int]):
-    """Each dyno's state as its node last reported it, as of when this was made: what
-    `Fleet.dyno_status` said then, readable from a worker thread.
-
-    It costs a copy of the dyno-to-node index (a C-level dict copy, well under a millisecond for
-    10,000 dynos) and a reference to each session's dict of reported dynos, which a status
-    replaces and never changes in place (Fleet.update_status), so those references are a snapshot
-    too. Copying every dyno's state instead cost a few milliseconds on every reconcile pass.
-    """
-
-    def __init__(
-        self, dyno_node: dict[str, str], reports: dict[str, Mapping[str, DynoStatus]]
-    ) -> None:
-        self._dyno_node = dyno_node
-        self._reports = reports
-
-    def _status(self, dyno_id: str) -> DynoStatus | None:
-        node_id = self._dyno_node.get(dyno_id)
-        report = self._reports.get(node_id) if node_id is not None else None
-        return report.get(dyno_id) if report is not None else None
-
-    # Mapping's own get() goes through __getitem__ and a KeyError for every dyno not yet reported.
-    def get(self, dyno_id: str, default: int | None = None) -> int | None:  # type: ignore[override]
-        status = self._status(dyno_id)
-        return default if status is None else status.state
-
-    def __getitem__(self, dyno_id: str) -> int:
-        status = self._status(dyno_id)
-        if status is None:
-            raise KeyError(dyno_id)
-        return status.state
-
-    def __iter__(self) -> Iterator[str]:
-        return (dyno_id for dyno_id in self._dyno_node if self._status(dyno_id) is not None)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
 
 
 class Fleet:
@@ -157,12 +118,6 @@ class Fleet:
 
     def sessions(self) -> list[AgentSession]:
         return list(self._sessions.values())
-
-    def reported_states(self) -> ReportedStates:
-        """Every reported dyno's state now, as a snapshot a worker thread may read."""
-        return ReportedStates(
-            self._dyno_node.copy(), {node_id: s.dynos for node_id, s in self._sessions.items()}
-        )
 
     def node_of(self, dyno_id: str) -> str | None:
         return self._dyno_node.get(dyno_id)

@@ -17,19 +17,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import trio
 from sqlite_utils import Database
 
-from waka.controller._fleet import AgentSession, Fleet
+from waka.controller._fleet import Fleet
+from waka.controller._fleet_assignments import Assignments, NodeAssignment
 from waka.controller._logs import LogHub
 from waka.controller._placement import DynoRow, NodeInfo, Placer, plan_app
 from waka.controller._sizes import DEFAULT_SIZES
 from waka.controller._store import Store
-from waka.v1.agent_pb2 import Assignment, ControllerMessage, DynoSpec, SlugRef
-from waka.v1.common_pb2 import DynoSize, DynoState, WindowSize
+from waka.v1.agent_pb2 import DynoSpec, DynoStatus
+from waka.v1.common_pb2 import DynoSize, DynoState
 
 _ENDED = frozenset({DynoState.DYNO_STATE_DOWN, DynoState.DYNO_STATE_CRASHED})
 STOP_GRACE_SECONDS = 30
@@ -52,7 +53,17 @@ class FleetView:
     """What the agents reported, taken on the trio thread for a worker thread to read."""
 
     nodes: tuple[NodeView, ...]
-    states: Mapping[str, int]
+    # Per node, the dynos it last reported: each session's own dict, which a status replaces and
+    # never changes in place (Fleet.update_status), so holding it is a snapshot. Copying every
+    # dyno's state instead cost milliseconds on every pass at 10,000 dynos.
+    reports: Mapping[str, Mapping[str, DynoStatus]] = field(default_factory=dict)
+
+    def state(self, dyno: DynoRow) -> int | None:
+        """The dyno's state as its node reported it: a dyno runs only on the node it was
+        assigned to (a replacement elsewhere is a new dyno), so that is the one to ask."""
+        report = self.reports.get(dyno.node_id) if dyno.node_id else None
+        status = report.get(dyno.id) if report is not None else None
+        return status.state if status is not None else None
 
 
 @dataclass(frozen=True)
@@ -150,38 +161,9 @@ async def _nothing(_app: str, _stopping: list[str]) -> None:
     return None
 
 
-def _known_dynos(db: Database, node_id: str) -> set[str]:
-    rows = db.execute(
-        "SELECT id FROM dynos WHERE node_id = ? UNION SELECT id FROM dyno_tombstones"
-        " WHERE node_id = ?",
-        (node_id, node_id),
-    )
-    return {r[0] for r in rows}
-
-
 def next_dyno_seq(db: Database) -> int:
     row = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM dynos").fetchone()
     return int(row[0])
-
-
-# The columns a dyno's spec is made of (see _spec): equal rows give equal specs.
-_ASSIGNMENT_SQL = (
-    "SELECT d.id, d.type, d.idx, d.release_version, d.size, d.oneoff, d.command, d.env,"
-    " d.attach, d.tty, d.timeout_seconds, d.tty_cols, d.tty_rows, a.name, a.uid, a.stack,"
-    " r.slug_sha256, r.slug_size, r.process_types, r.health_check_path, r.config, d.app_id"
-    " FROM dynos d JOIN apps a ON a.id = d.app_id"
-    " JOIN releases r ON r.app_id = d.app_id AND r.version = d.release_version"
-    " WHERE d.node_id = ? AND d.desired = 'run' ORDER BY d.seq"
-)
-
-
-@dataclass(frozen=True)
-class _NodeAssignment:
-    """What one node's assignment is made of, read in one transaction."""
-
-    rows: tuple[tuple, ...]
-    services: list[DynoSpec]
-    known: set[str]
 
 
 class Reconciler:
@@ -213,10 +195,9 @@ class Reconciler:
         # and since when the oldest of them waits (trio time).
         self._dirty: set[str] = set()
         self._dirty_since = 0.0
-        # Per node, the session last sent an assignment and a digest of what it was sent.
-        self._sent: dict[str, tuple[AgentSession, int]] = {}
-        # Per node, the specs of its last assignment by the rows they were made from.
-        self._specs: dict[str, dict[tuple, DynoSpec]] = {}
+        self._assignments = Assignments(sizes, stop_grace_seconds, boot_timeout_seconds)
+        # Per node, its view for placement and the session facts it was made from (see fleet_view).
+        self._node_views: dict[str, tuple[object, object, NodeView]] = {}
         # Why a dyno has no node yet, shown by `waka ps` (memory only: it is recomputed each pass).
         self.pending_reasons: dict[str, str] = {}
         # Per node, the dynos it runs that the database does not know (see _push_locked).
@@ -306,17 +287,17 @@ class Reconciler:
         snapshot = _load_snapshot(db, app_name)
         if snapshot is None:
             return set(), []
+        by_id = {r.id: r for r in snapshot.rows}
         plan = plan_app(
             snapshot.formation,
             snapshot.process_types,
             snapshot.release,
             snapshot.rows,
-            view.states.get,
+            lambda dyno_id: view.state(by_id[dyno_id]),
             preboot=snapshot.preboot,
             stopping=snapshot.stopping,
         )
         touched: set[str] = set()
-        by_id = {r.id: r for r in snapshot.rows}
         for dyno_id in plan.stop:
             row = by_id[dyno_id]
             db.execute("UPDATE dynos SET desired = 'stop' WHERE id = ?", (dyno_id,))
@@ -381,19 +362,35 @@ class Reconciler:
 
     def fleet_view(self) -> FleetView:
         sessions = self._fleet.sessions()
-        return FleetView(
-            nodes=tuple(
-                NodeView(
-                    node_id=s.node_id,
-                    name=s.name,
-                    capacity_mb=max(int(s.inventory.memory_total_mb), 1),
-                    slugs=frozenset(s.slugs),
-                    schedulable=self._fleet.schedulable(s.node_id),
-                )
-                for s in sessions
-            ),
-            states=self._fleet.reported_states(),
-        )
+        nodes = []
+        for s in sessions:
+            schedulable = self._fleet.schedulable(s.node_id)
+            # A node's view changes only with its session, inventory, slugs or schedulability;
+            # made fresh each pass, the 200 views cost more than the rest of a quiet pass.
+            cached = self._node_views.get(s.node_id)
+            if (
+                cached is not None
+                and cached[0] is s
+                and cached[1] is s.inventory
+                and cached[2].schedulable == schedulable
+                and cached[2].slugs == s.slugs
+            ):
+                nodes.append(cached[2])
+                continue
+            node = NodeView(
+                node_id=s.node_id,
+                name=s.name,
+                capacity_mb=max(int(s.inventory.memory_total_mb), 1),
+                slugs=frozenset(s.slugs),
+                schedulable=schedulable,
+            )
+            self._node_views[s.node_id] = (s, s.inventory, node)
+            nodes.append(node)
+        if len(self._node_views) > len(sessions):
+            current = {s.node_id for s in sessions}
+            for node_id in set(self._node_views) - current:
+                del self._node_views[node_id]
+        return FleetView(nodes=tuple(nodes), reports={s.node_id: s.dynos for s in sessions})
 
     @staticmethod
     def _release_slug(db: Database, snapshot: AppSnapshot) -> str:
@@ -478,13 +475,10 @@ class Reconciler:
         it again (level-triggered: an agent that lost a dyno starts it again)."""
         async with self._lock:
             sessions = self._fleet.sessions()
-            for node_id in set(self._sent) - {s.node_id for s in sessions}:
-                self._forget_node(node_id)
-            dirty = self._dirty
-            await self._push_locked(
-                [s.node_id for s in sessions],
-                unless_unchanged={s.node_id for s in sessions} - dirty,
-            )
+            for node_id in self._assignments.nodes() - {s.node_id for s in sessions}:
+                self._assignments.forget(node_id)
+            node_ids = [s.node_id for s in sessions]
+            await self._push_locked(node_ids, unless_unchanged=set(node_ids) - self._dirty)
             # Dirty nodes without a session (gone since) are done with too.
             self._dirty.clear()
 
@@ -492,30 +486,24 @@ class Reconciler:
         async with self._lock:
             await self._push_locked(sorted(self._dirty | {node_id}))
 
-    def _forget_node(self, node_id: str) -> None:
-        self._sent.pop(node_id, None)
-        self._specs.pop(node_id, None)
-
     async def _push_locked(
-        self, node_ids: Sequence[str], *, unless_unchanged: set[str] | frozenset[str] = frozenset()
+        self, node_ids: Sequence[str], *, unless_unchanged: Collection[str] = ()
     ) -> None:
         """Sends each node its complete assignment. Nodes in `unless_unchanged` are skipped when
         their session was already sent exactly this and reports running exactly that."""
         self._dirty.difference_update(node_ids)
-        sessions: dict[str, AgentSession] = {}
+        sessions = {}
         for node_id in node_ids:
             session = self._fleet.session(node_id)
             if session is None:
-                self._forget_node(node_id)
+                self._assignments.forget(node_id)
             else:
                 sessions[node_id] = session
         if not sessions:
             return
-
-        def read(db: Database) -> dict[str, _NodeAssignment]:
-            return {node_id: self._read_assignment(db, node_id) for node_id in sessions}
-
-        assignments = await self._store.read(read)
+        assignments: dict[str, NodeAssignment] = await self._store.read(
+            lambda db: self._assignments.read(db, list(sessions), self.services)
+        )
         # Each release's config and process types are decoded once per push, not once per dyno.
         decoded: dict[tuple[str, int], tuple[dict, dict]] = {}
         for node_id, session in sessions.items():
@@ -525,119 +513,13 @@ class Reconciler:
             unknown = sorted(set(session.dynos) - assignment.known)
             self.unknown[node_id] = unknown
             keep = [] if node_id in self._fleet.adopting else unknown
-            digest = hash(
-                (
-                    assignment.rows,
-                    tuple(s.SerializeToString(deterministic=True) for s in assignment.services),
-                    tuple(keep),
-                )
+            message = self._assignments.message(
+                node_id,
+                session,
+                assignment,
+                keep,
+                unless_unchanged=node_id in unless_unchanged,
+                decoded=decoded,
             )
-            sent = self._sent.get(node_id)
-            if (
-                node_id in unless_unchanged
-                and sent is not None
-                and sent[0] is session
-                and sent[1] == digest
-                and _runs_exactly(session, assignment, keep)
-            ):
-                continue
-            specs = self._specs_for(node_id, assignment.rows, decoded) + assignment.services
-            message = ControllerMessage(assignment=Assignment(dynos=specs, keep=keep))
-            if session.send(message):
-                self._sent[node_id] = (session, digest)
-            else:
-                self._forget_node(node_id)
-
-    def _read_assignment(self, db: Database, node_id: str) -> _NodeAssignment:
-        services = self.services(db, node_id)
-        known = _known_dynos(db, node_id) | {spec.id for spec in services}
-        rows = tuple(db.execute(_ASSIGNMENT_SQL, (node_id,)).fetchall())
-        return _NodeAssignment(rows, services, known)
-
-    def _specs_for(
-        self,
-        node_id: str,
-        rows: tuple[tuple, ...],
-        decoded: dict[tuple[str, int], tuple[dict, dict]],
-    ) -> list[DynoSpec]:
-        """The node's dyno specs, reusing those of its last assignment made from the same rows."""
-        before = self._specs.get(node_id, {})
-        now: dict[tuple, DynoSpec] = {}
-        specs = []
-        for row in rows:
-            spec = before.get(row)
-            if spec is None:
-                spec = self._spec(row, decoded)
-            now[row] = spec
-            specs.append(spec)
-        self._specs[node_id] = now
-        return specs
-
-    def _spec(self, row: tuple, decoded: dict[tuple[str, int], tuple[dict, dict]]) -> DynoSpec:
-        (
-            dyno_id,
-            ptype,
-            idx,
-            release,
-            size_name,
-            oneoff,
-            command,
-            extra_env,
-            attach,
-            tty,
-            timeout_seconds,
-            tty_cols,
-            tty_rows,
-            app,
-            uid,
-            stack,
-            slug_sha256,
-            slug_size,
-            process_types_json,
-            health_check_path,
-            config_json,
-            app_id,
-        ) = row
-        release_data = decoded.get((app_id, release))
-        if release_data is None:
-            release_data = (json.loads(process_types_json), json.loads(config_json))
-            decoded[(app_id, release)] = release_data
-        process_types, config = release_data
-        env = dict(config)
-        env.update(json.loads(extra_env))
-        env.update(
-            {
-                "WAKA_APP_NAME": app,
-                "WAKA_RELEASE_VERSION": f"v{release}",
-                "WAKA_DYNO_ID": dyno_id,
-            }
-        )
-        size = self._sizes.get(size_name) or self._sizes["standard-1x"]
-        return DynoSpec(
-            id=dyno_id,
-            app=app,
-            name=f"{ptype}.{idx}",
-            type=ptype,
-            release=release,
-            slug=SlugRef(sha256=slug_sha256 or "", size=slug_size or 0),
-            command=command or process_types.get(ptype, ""),
-            env=env,
-            size=size,
-            uid=uid,
-            oneoff=bool(oneoff),
-            stack=stack,
-            stop_grace_seconds=self._stop_grace,
-            boot_timeout_seconds=self._boot_timeout,
-            attach=bool(attach),
-            tty=bool(tty),
-            window=WindowSize(cols=tty_cols, rows=tty_rows),
-            timeout_seconds=timeout_seconds,
-            health_check_path=health_check_path if ptype == "web" else "",
-        )
-
-
-def _runs_exactly(session: AgentSession, assignment: _NodeAssignment, keep: list[str]) -> bool:
-    """The node reports every dyno it is assigned, and nothing else but the ones it keeps."""
-    assigned = {row[0] for row in assignment.rows} | {spec.id for spec in assignment.services}
-    reported = session.dynos.keys()
-    return assigned <= reported <= assigned | set(keep)
+            if message is not None and not session.send(message):
+                self._assignments.forget(node_id)

@@ -310,3 +310,51 @@ def m009_dyno_indexes_for_fleet_scale(db: Database) -> None:
         CREATE INDEX dynos_by_seq ON dynos (seq);
         """
     )
+
+
+@MIGRATIONS()
+def m010_immutable_specs(db: Database) -> None:
+    db.executescript(
+        """
+        -- A dyno's spec is made once and kept while it stays assigned (_fleet_assignments.py),
+        -- which is exact only while nothing a spec is made of changes once written. These make
+        -- a change that would break that fail loudly: a new dyno (new id) is the way to change
+        -- one, a new release the way to change what a release runs.
+        CREATE TRIGGER dyno_specs_never_change BEFORE UPDATE OF id, app_id, type, idx,
+            release_version, size, oneoff, command, env, attach, tty, timeout_seconds, tty_cols,
+            tty_rows ON dynos
+        WHEN OLD.id IS NOT NEW.id
+            OR OLD.app_id IS NOT NEW.app_id
+            OR OLD.type IS NOT NEW.type
+            OR OLD.idx IS NOT NEW.idx
+            OR OLD.release_version IS NOT NEW.release_version
+            OR OLD.size IS NOT NEW.size
+            OR OLD.oneoff IS NOT NEW.oneoff
+            OR OLD.command IS NOT NEW.command
+            OR OLD.env IS NOT NEW.env
+            OR OLD.attach IS NOT NEW.attach
+            OR OLD.tty IS NOT NEW.tty
+            OR OLD.timeout_seconds IS NOT NEW.timeout_seconds
+            OR OLD.tty_cols IS NOT NEW.tty_cols
+            OR OLD.tty_rows IS NOT NEW.tty_rows
+        BEGIN SELECT RAISE(ABORT, 'a dyno spec never changes: make a new dyno'); END;
+
+        CREATE TRIGGER release_contents_never_change BEFORE UPDATE OF app_id, version, slug_sha256,
+            slug_size, process_types, health_check_path, config ON releases
+        WHEN OLD.app_id IS NOT NEW.app_id
+            OR OLD.version IS NOT NEW.version
+            OR OLD.slug_sha256 IS NOT NEW.slug_sha256
+            OR OLD.slug_size IS NOT NEW.slug_size
+            OR OLD.process_types IS NOT NEW.process_types
+            OR OLD.health_check_path IS NOT NEW.health_check_path
+            OR OLD.config IS NOT NEW.config
+        BEGIN SELECT RAISE(ABORT, 'a release never changes: make a new release'); END;
+
+        CREATE TRIGGER app_identity_never_changes BEFORE UPDATE OF id, name, uid, stack ON apps
+        WHEN OLD.id IS NOT NEW.id
+            OR OLD.name IS NOT NEW.name
+            OR OLD.uid IS NOT NEW.uid
+            OR OLD.stack IS NOT NEW.stack
+        BEGIN SELECT RAISE(ABORT, 'an app keeps its name, uid and stack'); END;
+        """
+    )

@@ -8,6 +8,7 @@ current assignment, but sends it again the moment that is not so.
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 import trio
@@ -15,6 +16,7 @@ import trio.testing
 
 from waka.controller._fleet import AgentSession, Fleet
 from waka.controller._logs import LogHub
+from waka.controller._placement import DynoRow
 from waka.controller._reconcile import Reconciler, node_usage
 from waka.controller._sizes import DEFAULT_SIZES
 from waka.controller._store import Store
@@ -253,16 +255,42 @@ def test_dynos_wait_with_a_reason_when_no_node_can_take_them(store):
     assert "512 MB" in next(iter(reconciler.pending_reasons.values()))
 
 
-def test_reported_states_are_a_snapshot_of_what_the_nodes_reported():
+def test_a_fleet_view_is_a_snapshot_of_what_the_nodes_reported(store):
     fleet = Fleet()
-    one, two = (fleet.attach(n, n, Inventory()) for n in ("one", "two"))
+    one, two = join(store, fleet, 2)
     fleet.update_status(one, NodeStatus(dynos=[DynoStatus(id="a", state=UP)]))
     fleet.update_status(two, NodeStatus(dynos=[DynoStatus(id="b", state=CRASHED)]))
-    states = fleet.reported_states()
-    assert dict(states) == {"a": UP, "b": CRASHED}
-    assert states.get("b") == CRASHED and states.get("missing") is None
-    # Later reports change the fleet, not the snapshot.
+    view = Reconciler(store, fleet, LogHub()).fleet_view()
+
+    def state(dyno_id, node_id):
+        return view.state(DynoRow(dyno_id, "web", 1, 1, node_id, 1, "standard-1x"))
+
+    assert state("a", one.node_id) == UP and state("b", two.node_id) == CRASHED
+    assert state("b", one.node_id) is None and state("c", None) is None
+    # Later reports change the fleet, not the view.
     fleet.update_status(one, NodeStatus(dynos=[DynoStatus(id="a", state=CRASHED)]))
     fleet.detach(two)
-    assert dict(states) == {"a": UP, "b": CRASHED}
-    assert dict(fleet.reported_states()) == {"a": CRASHED}
+    assert state("a", one.node_id) == UP and state("b", two.node_id) == CRASHED
+
+
+def test_what_a_kept_spec_is_made_of_cannot_change_but_placement_and_status_can(store):
+    fleet = Fleet()
+    join(store, fleet, 1)
+    app = add_app(store, "one", 1)
+
+    async def main():
+        await Reconciler(store, fleet, LogHub()).reconcile_app("one")
+
+    run(main)
+    for sql in (
+        "UPDATE dynos SET size = 'standard-2x'",
+        'UPDATE dynos SET env = \'{"A": "2"}\'',
+        "UPDATE releases SET config = '{}'",
+        "UPDATE apps SET name = 'renamed'",
+    ):
+        with pytest.raises(sqlite3.IntegrityError, match=r"never changes|keeps its name"):
+            store.write_now(lambda db, sql=sql: db.execute(sql))
+    store.write_now(lambda db: db.execute("UPDATE dynos SET desired = 'stop', node_id = NULL"))
+    store.write_now(lambda db: db.execute("UPDATE dynos SET size = size"))
+    store.write_now(lambda db: db.execute("UPDATE releases SET status = 'failed'"))
+    store.write_now(lambda db: db.execute("UPDATE apps SET preboot = 0 WHERE id = ?", (app,)))
