@@ -17,6 +17,7 @@ import errno
 import os
 import struct
 from collections.abc import AsyncIterator, Callable
+from itertools import accumulate
 from pathlib import Path
 from typing import Final
 
@@ -32,6 +33,8 @@ _IN_IGNORED: Final = 0x00008000
 _IN_NONBLOCK: Final = os.O_NONBLOCK
 _IN_CLOEXEC: Final = os.O_CLOEXEC
 _EVENT_HEADER: Final = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len
+
+_ONE: Final = 1  # `map(_ONE.__add__, sizes)`: each line's size with its newline, in C
 
 _FALLOC_FL_KEEP_SIZE: Final = 0x01
 _FALLOC_FL_PUNCH_HOLE: Final = 0x02
@@ -302,20 +305,31 @@ class OutputFollower:
         lines: list[str] = []
         ends: list[int] = []
         if end >= 0:
-            parts = data[:end].split(b"\n")
-            position = base
-            for part in parts:
-                position += len(part) + 1
-                if len(part) > self._max_line:
-                    piece_end = position - 1 - len(part)
-                    for piece, size in self._split_long(part):
-                        piece_end += size
-                        lines.append(piece)
-                        ends.append(piece_end)
-                    ends[-1] = position  # the last piece ends with the line's newline
+            head = data[:end]
+            parts = head.split(b"\n")
+            sizes = list(map(len, parts))
+            if max(sizes) <= self._max_line:
+                # The usual case, with no per-line Python code: ends are the running sum of
+                # the line sizes plus newlines; ASCII (most logs) decodes and splits as a whole.
+                ends = list(accumulate(map(_ONE.__add__, sizes), initial=base))[1:]
+                if head.isascii():
+                    lines = head.decode("ascii").split("\n")
                 else:
-                    lines.append(part.decode("utf-8", "replace"))
-                    ends.append(position)
+                    lines = [part.decode("utf-8", "replace") for part in parts]
+            else:
+                position = base
+                for part in parts:
+                    position += len(part) + 1
+                    if len(part) > self._max_line:
+                        piece_end = position - 1 - len(part)
+                        for piece, size in self._split_long(part):
+                            piece_end += size
+                            lines.append(piece)
+                            ends.append(piece_end)
+                        ends[-1] = position  # the last piece ends with the line's newline
+                    else:
+                        lines.append(part.decode("utf-8", "replace"))
+                        ends.append(position)
             data = data[end + 1 :]
             base += end + 1
         while len(data) > self._max_line:  # an over-long line still being written

@@ -13,6 +13,11 @@ controller never has more than the window queued for this node. Lines are forgot
 dynos may release their output) only once stored; a slow disk therefore delays that, never the
 live stream. Without the window, a fast trickle of one-line batches could outrun the controller's
 per-batch cost and queue in gRPC's buffers, delaying every line by seconds.
+
+Each emitted group of lines is serialized once, when it is emitted, and kept as bytes until it is
+stored: a batch on the wire is the concatenation of such chunks (serialized protobuf messages
+concatenate into one message whose repeated fields hold all their elements), so lines are never
+copied from message to message on the way out, and a buffered line costs its bytes only.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import grpc
 import trio
@@ -37,6 +43,16 @@ BATCH_BYTES = 1024 * 1024
 MAX_BUFFERED = 200_000
 # Two: the controller publishes one batch while the next is already on its way.
 MAX_UNRECEIVED_BATCHES = 2
+SHIP_LOGS = "/waka.v1.Agent/ShipLogs"
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Lines emitted together: their last seq, how many, and the serialized LogBatch."""
+
+    last_seq: int
+    lines: int
+    data: bytes
 
 
 class LogShipper:
@@ -51,9 +67,10 @@ class LogShipper:
         self._seq = int(clock() * 1_000_000)
         self._max_buffered = max_buffered
         self._max_unreceived = max_unreceived_batches
-        # Lines on the wire and not yet stored, and lines not sent yet; oldest first.
-        self._inflight: deque[LogLine] = deque()
-        self._unsent: deque[LogLine] = deque()
+        # Chunks on the wire and not yet stored, and chunks not sent yet; oldest first.
+        self._inflight: deque[_Chunk] = deque()
+        self._unsent: deque[_Chunk] = deque()
+        self._buffered = 0  # lines in both
         # The last seq of each batch sent on the current stream and not yet received.
         self._unreceived: deque[int] = deque()
         self._stored = 0
@@ -69,21 +86,28 @@ class LogShipper:
         """Calls listener(seq) whenever every line up to seq is stored by the controller."""
         self._ack_listeners.append(listener)
 
-    def emit(self, lines: Iterable[LogLine]) -> int:
-        """Queues lines (their seq is set here) and returns the last seq given out. Never
-        blocks: over the bound, the oldest lines go."""
+    def emit(self, lines: LogBatch | Iterable[LogLine]) -> int:
+        """Queues lines (their seq is set here) and returns the last seq given out. A LogBatch
+        is taken over as it is (the cheap way for many lines). Never blocks: over the bound,
+        the oldest lines go."""
+        batch = lines if isinstance(lines, LogBatch) else LogBatch(lines=list(lines))
+        if not batch.lines:
+            return self._seq
         seq = self._seq
-        unsent = self._unsent
-        for line in lines:
+        for line in batch.lines:
             seq += 1
             line.seq = seq
-            unsent.append(line)
         self._seq = seq
-        overflow = len(self._inflight) + len(unsent) - self._max_buffered
-        while overflow > 0:
-            (self._inflight or unsent).popleft()
-            self._dropped += 1
-            overflow -= 1
+        data = batch.SerializeToString()
+        if len(batch.lines) <= BATCH_LINES and len(data) <= BATCH_BYTES:
+            self._unsent.append(_Chunk(seq, len(batch.lines), data))
+        else:  # e.g. everything a stopped dyno wrote last: cut to batch size
+            self._unsent.extend(_split(batch))
+        self._buffered += len(batch.lines)
+        while self._buffered > self._max_buffered and len(self._inflight) + len(self._unsent) > 1:
+            dropped = (self._inflight or self._unsent).popleft()
+            self._buffered -= dropped.lines
+            self._dropped += dropped.lines
         self._wakeup.set()
         return seq
 
@@ -97,8 +121,8 @@ class LogShipper:
         if ack.seq <= self._stored:
             return
         self._stored = ack.seq
-        while self._inflight and self._inflight[0].seq <= ack.seq:
-            self._inflight.popleft()
+        while self._inflight and self._inflight[0].last_seq <= ack.seq:
+            self._buffered -= self._inflight.popleft().lines
         for listener in self._ack_listeners:
             listener(ack.seq)
 
@@ -109,14 +133,18 @@ class LogShipper:
             try:
                 await self._ship(controller)
                 delay = 0.2
-            except* grpc.RpcError as errors:  # grouped when raised inside the stream's nursery
-                log.debug("log stream broke: %s", errors.exceptions)
+            except grpc.RpcError as error:
+                log.debug("log stream broke: %s", error)
             await trio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
     async def _ship(self, controller: Controller) -> None:
-        outbox: Outbox[LogBatch] = Outbox()
-        call = controller.stub.ShipLogs(iter(outbox), metadata=controller.metadata)
+        outbox: Outbox[bytes] = Outbox()
+        # Requests go as the bytes of a LogBatch, already serialized (see the module docstring).
+        ship_logs = controller.channel.stream_stream(
+            SHIP_LOGS, request_serializer=None, response_deserializer=LogAck.FromString
+        )
+        call = ship_logs(iter(outbox), metadata=controller.metadata)
         # Whatever was on the wire when the last stream broke goes again; the controller drops
         # what it had already stored.
         self._inflight.extend(self._unsent)
@@ -141,25 +169,40 @@ class LogShipper:
         finally:
             outbox.close()
 
-    def _next_batch(self) -> LogBatch:
-        """Moves up to a batch's worth of lines from unsent to in flight."""
+    def _next_batch(self) -> bytes:
+        """Moves up to a batch's worth of chunks from unsent to in flight; their bytes."""
         unsent = self._unsent
-        if len(unsent) <= BATCH_LINES:
-            batch = list(unsent)
-            unsent.clear()
-        else:
-            batch = [unsent.popleft() for _ in range(BATCH_LINES)]
-        size = 0
-        for i, line in enumerate(batch):
-            size += len(line.text) + 64
-            if size > BATCH_BYTES and i > 0:  # long lines: give the rest back
-                unsent.extendleft(reversed(batch[i:]))
-                del batch[i:]
+        chunk = unsent.popleft()
+        chunks = [chunk]
+        lines, size = chunk.lines, len(chunk.data)
+        while unsent:
+            chunk = unsent[0]
+            if lines + chunk.lines > BATCH_LINES or size + len(chunk.data) > BATCH_BYTES:
                 break
-        self._inflight.extend(batch)
-        self._unreceived.append(batch[-1].seq)
-        return LogBatch(lines=batch)
+            chunks.append(unsent.popleft())
+            lines += chunk.lines
+            size += len(chunk.data)
+        self._inflight.extend(chunks)
+        self._unreceived.append(chunks[-1].last_seq)
+        return chunks[0].data if len(chunks) == 1 else b"".join(c.data for c in chunks)
 
     def _report_dropped(self) -> None:
         count, self._dropped = self._dropped, 0
         log.warning("dropped %d log lines while the controller was unreachable", count)
+
+
+def _split(batch: LogBatch) -> list[_Chunk]:
+    """Chunks of at most BATCH_LINES lines and about BATCH_BYTES (a line is at most 10 kB)."""
+    chunks: list[_Chunk] = []
+    part = LogBatch()
+    size = 0
+    for line in batch.lines:
+        line_size = line.ByteSize() + 5  # and its tag and length
+        if part.lines and (len(part.lines) >= BATCH_LINES or size + line_size > BATCH_BYTES):
+            chunks.append(_Chunk(part.lines[-1].seq, len(part.lines), part.SerializeToString()))
+            part = LogBatch()
+            size = 0
+        part.lines.append(line)
+        size += line_size
+    chunks.append(_Chunk(part.lines[-1].seq, len(part.lines), part.SerializeToString()))
+    return chunks
