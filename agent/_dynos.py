@@ -18,6 +18,7 @@ from pathlib import Path
 import trio
 
 from waka.agent._dyno import Dyno, DynoContext
+from waka.agent._netns import NetworkError
 from waka.agent._sandbox import SandboxProcess
 from waka.v1.agent_pb2 import DynoSpec, DynoStatus
 
@@ -131,11 +132,33 @@ class DynoManager:
         adopted = [sandbox for _, sandbox in restored if sandbox is not None]
         for name in self._ctx.driver.remove_stale_cgroups(adopted):
             log.warning("removed the stale sandbox cgroup %s (and what ran in it)", name)
+        self._restore_networks([dyno for dyno, _ in restored])
         for dyno, sandbox in restored:
             self._ports.reserve(dyno.port)
             self._launch(dyno, sandbox)
             if sandbox is not None:
                 log.info("adopted %s %s (pid %d)", dyno.spec.app, dyno.spec.name, sandbox.pid)
+
+    def _restore_networks(self, dynos: list[Dyno]) -> None:
+        """Adopts the private networks of the restored dynos (they keep running in them) and
+        removes the agent's other ones, before any dyno starts."""
+        networks = self._ctx.networks
+        if networks is None:
+            return
+        users = [
+            (
+                dyno.spec.id,
+                dyno.spec.app_id or dyno.spec.app,
+                dyno.port if dyno.spec.type == "web" or dyno.spec.fixed_port else None,
+            )
+            for dyno in dynos
+            if dyno.spec.private_network
+        ]
+        try:
+            for name in networks.restore(users):
+                log.warning("removed the stale private network %s", name)
+        except NetworkError as error:
+            log.warning("cannot restore the private networks: %s", error)
 
     def _launch(self, dyno: Dyno, sandbox: SandboxProcess | None = None) -> None:
         assert self._nursery is not None
@@ -151,6 +174,9 @@ class DynoManager:
         finally:
             self._dynos.pop(dyno.spec.id, None)
             self._ports.release(dyno.port)
+            if self._ctx.networks is not None and not dyno.has_sandbox:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self._ctx.networks.detach, dyno.spec.id)
             shutil.rmtree(dyno.directory, ignore_errors=True)
             self._ctx.changed()
 

@@ -2,7 +2,8 @@
 
 Two drivers share one interface (`Driver`, `SandboxProcess`):
 
-- `BubblewrapDriver` (the agent is root): PID, IPC, UTS and mount namespaces; the host's system
+- `BubblewrapDriver` (the agent is root): PID, IPC, UTS and mount namespaces (and a network
+  namespace given in the spec, entered by nsenter in front of bwrap); the host's system
   dirs read-only; fresh /proc, minimal /dev, private /tmp and /dev/shm; /app as an overlay
   (dynos) or a writable bind (builds); the command runs unprivileged, with no capabilities and
   no_new_privs, dropped by util-linux `setpriv` inside the sandbox.
@@ -83,6 +84,7 @@ killed). Outside both the exit-code (>= 0) and killed-by-signal (-1..-64) ranges
 APP_PATH: Final = "/app"
 BWRAP_INSTALL_HINT: Final = "bubblewrap is not installed: apt-get install bubblewrap"
 SETPRIV_PATH: Final = "/usr/bin/setpriv"
+NSENTER_PATH: Final = "/usr/bin/nsenter"  # util-linux, as setpriv: enters a network namespace
 
 # The fd numbers bwrap sees: its NUL-separated arguments and the status file.
 _ARGS_FD: Final = 3
@@ -134,6 +136,15 @@ class Bind:
     writable: bool = False
 
 
+@dataclass(frozen=True)
+class NetworkNamespace:
+    """A network namespace for the sandbox (instead of the host's network), entered with
+    nsenter in front of bwrap; bwrap's other options are unchanged."""
+
+    path: Path  # a namespace file, e.g. /run/netns/NAME
+    resolv_conf: Path | None = None  # shown as the host's /etc/resolv.conf, when set
+
+
 class AppMount(enum.Enum):
     OVERLAY = "overlay"  # dynos: /app = read-only slug tree + a private writable layer
     BIND_RW = "bind-rw"  # builds: /app is the build directory itself, writable
@@ -175,8 +186,11 @@ class SandboxSpec:
     binds: Sequence[Bind] = ()  # extra mounts (build: /cache rw, /env ro, /buildpacks ro, ...)
     cwd: str = APP_PATH
     limits: ResourceLimits | None = None  # None: no cgroup at all (e.g. builds)
+    network: NetworkNamespace | None = None  # None: the host's network
 
     def __post_init__(self) -> None:
+        if self.network is not None and not self.network.path.is_absolute():
+            raise SandboxSpecError(f"network namespace {self.network.path} must be absolute")
         if not _HOSTNAME.match(self.hostname):
             raise SandboxSpecError(
                 f"hostname {self.hostname!r} is not a valid host name (letters, digits, '.', '_',"
@@ -396,6 +410,9 @@ class HostRoot:
 
     read_only_dirs: tuple[str, ...]
     symlinks: tuple[tuple[str, str], ...]  # (link target, path), e.g. ("usr/bin", "/bin")
+    # Where /etc/resolv.conf leads (systemd-resolved: a symlink into /run): what a sandbox with
+    # a network namespace of its own gets its resolv.conf bound over.
+    resolv_conf: str = "/etc/resolv.conf"
 
     @classmethod
     def detect(cls) -> HostRoot:
@@ -406,7 +423,11 @@ class HostRoot:
                 symlinks.append((os.readlink(path), path))
             elif os.path.isdir(path):
                 read_only.append(path)
-        return cls(read_only_dirs=tuple(read_only), symlinks=tuple(symlinks))
+        return cls(
+            read_only_dirs=tuple(read_only),
+            symlinks=tuple(symlinks),
+            resolv_conf=os.path.realpath("/etc/resolv.conf"),
+        )
 
 
 def bwrap_arguments(
@@ -425,7 +446,8 @@ def bwrap_arguments(
         spec.hostname,
         # Own session: the command cannot reach the agent's terminal (TIOCSTI, CVE-2017-5226).
         "--new-session",
-        # No --die-with-parent: dynos outlive the agent. No --unshare-net: host network for now.
+        # No --die-with-parent: dynos outlive the agent. No --unshare-net: the host's network,
+        # or a namespace the sandbox was started in (spec.network, by nsenter).
         "--json-status-fd",
         str(status_fd),
     ]
@@ -439,6 +461,14 @@ def bwrap_arguments(
     # bwrap makes missing parents of a mount point mode 0700 (root only), which would hide
     # e.g. /waka/bin/uv from the unprivileged command: create them world-readable first.
     made: set[str] = {"/", APP_PATH}
+    if spec.network is not None and spec.network.resolv_conf is not None:
+        target = host_root.resolv_conf
+        if not any(target.startswith(path + "/") for path in host_root.read_only_dirs):
+            for parent in reversed(PurePosixPath(target).parents):
+                if str(parent) not in made:
+                    args += ["--perms", "0755", "--dir", str(parent)]
+                    made.add(str(parent))
+        args += ["--ro-bind", str(spec.network.resolv_conf), target]
     for bind in spec.binds:
         for parent in reversed(PurePosixPath(bind.target).parents):
             if str(parent) not in made and not str(parent).startswith(APP_PATH + "/"):
@@ -616,6 +646,8 @@ class BubblewrapDriver:
     ) -> BubblewrapProcess:
         if not spec.app_dir.is_dir():
             raise SandboxError(f"app dir {spec.app_dir} is not a directory")
+        if spec.network is not None and not os.access(NSENTER_PATH, os.X_OK):
+            raise SandboxError(f"{NSENTER_PATH} is missing (apt-get install util-linux)")
         self._mention_limits(spec)
         run_dir = _prepare_run_dir(run_dir)
         cgroup = None
@@ -632,6 +664,9 @@ class BubblewrapDriver:
                 "--",
                 *privilege_drop_command(spec.uid, spec.argv),
             ]
+            if spec.network is not None:
+                # nsenter execs bwrap: the same process, now in the namespace (about 1 ms).
+                command = [NSENTER_PATH, f"--net={spec.network.path}", "--", *command]
             if cgroup is not None:
                 command = [
                     SH_PATH,
@@ -974,6 +1009,11 @@ class PlainDriver:
     def start(
         self, spec: SandboxSpec, run_dir: Path, *, stdin: int, stdout: int, stderr: int
     ) -> PlainProcess:
+        if spec.network is not None:
+            raise SandboxError(
+                "the plain (unisolated) driver cannot run a dyno in a network namespace of its"
+                " own (private-network); this needs the bubblewrap driver (run the agent as root)"
+            )
         if spec.binds:
             raise SandboxError(
                 "the plain (unisolated) driver cannot mount "
