@@ -133,8 +133,8 @@ class LogShipper:
             try:
                 await self._ship(controller)
                 delay = 0.2
-            except grpc.RpcError as error:
-                log.debug("log stream broke: %s", error)
+            except* grpc.RpcError as errors:  # grouped when raised inside the stream's nursery
+                log.debug("log stream broke: %s", errors.exceptions)
             await trio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
