@@ -28,6 +28,7 @@ from waka.agent._identity import (
     new_key,
 )
 from waka.agent._logship import LogShipper
+from waka.agent._netns import PrivateNetworks, missing_tools
 from waka.agent._sandbox import Driver, pick_driver
 from waka.agent._slugs import SlugCache
 from waka.agent._wire import Controller, Outbox, join, locate, responses
@@ -80,6 +81,19 @@ def advertised_address(controller: str, configured: str) -> str:
             return probe.getsockname()[0]
         except OSError:
             return socket.gethostname()
+
+
+def private_networks(data_dir: Path, address: str, driver: Driver) -> PrivateNetworks | None:
+    """The node's private networks, or None where its dynos cannot have them: the plain driver
+    cannot enter a namespace, and ip/nft/nsenter must be there (dynos of apps with the feature
+    then fail to start with an R99 saying so, and the rest of the node works as before)."""
+    if not driver.isolated:
+        return None
+    missing = missing_tools()
+    if missing:
+        log.warning("private networks are unavailable on this node: missing %s", ", ".join(missing))
+        return None
+    return PrivateNetworks.for_agent(data_dir, address, log.warning)
 
 
 def inventory(data_dir: Path, address: str, isolated: bool) -> Inventory:
@@ -207,6 +221,7 @@ class Agent:
         )
         shipper = LogShipper()
         slugs = SlugCache(self.data_dir / "slugs", self._controller_now)
+        networks = private_networks(self.data_dir, address, driver)
         self._slugs = slugs
         try:
             async with (
@@ -221,6 +236,7 @@ class Agent:
                     changed=self._mark_changed,
                     controller=self._controller_now,
                     volumes=self.data_dir / "volumes",
+                    networks=networks,
                 )
                 dynos = DynoManager(self.data_dir / "dynos", context)
                 dynos.stop_dynos_on_exit = self._stop_dynos

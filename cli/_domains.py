@@ -82,14 +82,29 @@ maintenance_off = _switch(False)
 
 FEATURES = {
     "preboot": "Zero-downtime deploys: new dynos are up before old ones stop (on by default)",
+    "private-network": "Dynos get a network namespace of the app's own on each host (own eth0"
+    " address; the host's and other apps' loopback out of reach)",
 }
+
+
+def feature_states(record: platform_pb2.App) -> dict[str, bool]:
+    return {"preboot": record.preboot, "private-network": record.private_network}
+
+
+def feature_update(app: str, feature: str, on: bool) -> platform_pb2.AppUpdate:
+    """The Apps.Update request that turns one feature on or off."""
+    if feature == "preboot":
+        return platform_pb2.AppUpdate(app=app, set_preboot=True, preboot=on)
+    if feature == "private-network":
+        return platform_pb2.AppUpdate(app=app, set_private_network=True, private_network=on)
+    raise CliError(f'unknown feature "{feature}"; features: {", ".join(FEATURES)}')
 
 
 def features(args: argparse.Namespace, ctx: Context) -> int:
     app = resolve_app(args.app, ctx)
     with connect(args.data_dir, ctx.environ) as api:
         record = api.apps.Get(platform_pb2.AppRef(app=app))
-    enabled = {"preboot": record.preboot}
+    enabled = feature_states(record)
     if args.json:
         write_json(
             ctx.stdout,
@@ -98,21 +113,24 @@ def features(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     heading(ctx.stdout, f"App Features {app_label(app)}")
     for name, description in FEATURES.items():
-        ctx.stdout.write(f"[{'+' if enabled[name] else ' '}] {name:<10} {description}\n")
+        ctx.stdout.write(f"[{'+' if enabled[name] else ' '}] {name:<15} {description}\n")
     return 0
 
 
 def _feature(on: bool):
     def handler(args: argparse.Namespace, ctx: Context) -> int:
         app = resolve_app(args.app, ctx)
-        if args.feature not in FEATURES:
-            raise CliError(f'unknown feature "{args.feature}"; features: {", ".join(FEATURES)}')
+        request = feature_update(app, args.feature, on)
         verb = "Enabling" if on else "Disabling"
-        with (
-            connect(args.data_dir, ctx.environ) as api,
-            action(ctx.stdout, f"{verb} {args.feature} for {app_label(app)}"),
-        ):
-            api.apps.Update(platform_pb2.AppUpdate(app=app, set_preboot=True, preboot=on))
+        with connect(args.data_dir, ctx.environ) as api:
+            before = feature_states(api.apps.Get(platform_pb2.AppRef(app=app)))[args.feature]
+            with action(ctx.stdout, f"{verb} {args.feature} for {app_label(app)}"):
+                api.apps.Update(request)
+            running = api.dynos.List(platform_pb2.AppRef(app=app)).dynos
+        if args.feature == "private-network" and before != on and running:
+            # The controller replaced them (a dyno's network is fixed when it is made).
+            where = "the app's own network" if on else "the host's network"
+            ctx.stdout.write(f"Restarting dynos: new ones replace them, in {where}.\n")
         return 0
 
     return handler

@@ -328,7 +328,7 @@ def _drain_url(parser: argparse.ArgumentParser) -> None:
 
 def _feature_name(parser: argparse.ArgumentParser) -> None:
     _app(parser)
-    parser.add_argument("feature", metavar="FEATURE", help="preboot")
+    parser.add_argument("feature", metavar="FEATURE", help="preboot or private-network")
 
 
 def _help(parser: argparse.ArgumentParser) -> None:

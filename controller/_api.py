@@ -100,6 +100,17 @@ class AppsServicer(_Base, pb_grpc.AppsServicer):
     def Update(self, request, context, identity: Identity):
         if request.set_preboot:
             self.run(self.s.apps.set_preboot, request.app, request.preboot, identity.subject)
+        if request.set_private_network:
+            _, changed = self.run(
+                self.s.apps.set_private_network,
+                request.app,
+                request.private_network,
+                identity.subject,
+            )
+            if changed:
+                # The dynos move between the host's network and the app's own: new dynos
+                # replace them as `ps:restart` does (a dyno's spec never changes).
+                self.run(self.s.formation.restart, request.app, "", identity.subject)
         if request.set_maintenance:
             return self.run(
                 self.s.apps.set_maintenance, request.app, request.maintenance, identity.subject

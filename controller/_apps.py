@@ -55,17 +55,25 @@ class AppRow:
     current_release: int
     maintenance: bool = False
     preboot: bool = True
+    private_network: bool = False
+
+
+_APP_COLUMNS = (
+    "id, name, uid, stack, created_at, current_release, maintenance, preboot, private_network"
+)
+
+
+def _app_row(row: tuple) -> AppRow:
+    return AppRow(
+        *row[:6], maintenance=bool(row[6]), preboot=bool(row[7]), private_network=bool(row[8])
+    )
 
 
 def find_app(db: Database, name: str) -> AppRow:
-    row = db.execute(
-        "SELECT id, name, uid, stack, created_at, current_release, maintenance, preboot"
-        " FROM apps WHERE name = ?",
-        (name,),
-    ).fetchone()
+    row = db.execute(f"SELECT {_APP_COLUMNS} FROM apps WHERE name = ?", (name,)).fetchone()
     if row is None:
         raise app_not_found(name)
-    return AppRow(*row[:6], maintenance=bool(row[6]), preboot=bool(row[7]))
+    return _app_row(row)
 
 
 _BUILDPACK_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -138,6 +146,7 @@ class Apps:
             uid=app.uid,
             maintenance=app.maintenance,
             preboot=app.preboot,
+            private_network=app.private_network,
         )
 
     async def create(self, name: str, user: str) -> App:
@@ -169,11 +178,7 @@ class Apps:
     async def list(self) -> list[App]:
         rows = await self._store.read(
             lambda db: [
-                AppRow(*r[:6], maintenance=bool(r[6]), preboot=bool(r[7]))
-                for r in db.execute(
-                    "SELECT id, name, uid, stack, created_at, current_release, maintenance,"
-                    " preboot FROM apps ORDER BY name"
-                )
+                _app_row(r) for r in db.execute(f"SELECT {_APP_COLUMNS} FROM apps ORDER BY name")
             ]
         )
         return [self.message(r) for r in rows]
@@ -237,6 +242,23 @@ class Apps:
         app = await self._store.write(update)
         self._hub.emit(name, f"Preboot {'enabled' if on else 'disabled'} by {user}")
         return self.message(app)
+
+    async def set_private_network(self, name: str, on: bool, user: str) -> tuple[App, bool]:
+        """Turns the private-network feature on or off; returns the app and whether it changed.
+        Only dynos made from now on follow it (a dyno's spec never changes): the caller
+        replaces the running ones when it changed."""
+
+        def update(db: Database) -> tuple[AppRow, bool]:
+            app = find_app(db, name)
+            if app.private_network == on:
+                return app, False
+            db.execute("UPDATE apps SET private_network = ? WHERE id = ?", (int(on), app.id))
+            return find_app(db, name), True
+
+        app, changed = await self._store.write(update)
+        if changed:
+            self._hub.emit(name, f"Private network {'enabled' if on else 'disabled'} by {user}")
+        return self.message(app), changed
 
     # ------------------------------------------------------------ buildpacks
 

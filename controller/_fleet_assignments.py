@@ -39,7 +39,8 @@ _IDS_SQL = (
 _ROWS_SQL = (
     "SELECT d.id, d.type, d.idx, d.release_version, d.size, d.oneoff, d.command, d.env,"
     " d.attach, d.tty, d.timeout_seconds, d.tty_cols, d.tty_rows, a.name, a.uid, a.stack,"
-    " r.slug_sha256, r.slug_size, r.process_types, r.health_check_path, r.config, d.app_id"
+    " r.slug_sha256, r.slug_size, r.process_types, r.health_check_path, r.config, d.app_id,"
+    " d.private_network"
     " FROM dynos d JOIN apps a ON a.id = d.app_id"
     " JOIN releases r ON r.app_id = d.app_id AND r.version = d.release_version"
     " WHERE d.id IN ({marks})"
@@ -179,6 +180,7 @@ class Assignments:
             health_check_path,
             config_json,
             app_id,
+            private_network,
         ) = row
         release_data = decoded.get((app_id, release))
         if release_data is None:
@@ -215,6 +217,8 @@ class Assignments:
             window=WindowSize(cols=tty_cols, rows=tty_rows),
             timeout_seconds=timeout_seconds,
             health_check_path=health_check_path if ptype == "web" else "",
+            private_network=bool(private_network),
+            app_id=app_id,
         )
 
 

@@ -15,7 +15,7 @@ from waka.controller._convert import timestamp
 from waka.controller._errors import Conflict, InvalidInput, NotFound
 from waka.controller._fleet import Fleet
 from waka.controller._logs import LogHub
-from waka.controller._reconcile import Reconciler, next_dyno_seq
+from waka.controller._reconcile import APP_PRIVATE_NETWORK, Reconciler, next_dyno_seq
 from waka.controller._releases import NOT_SCALED
 from waka.controller._sizes import check_size
 from waka.controller._store import Store
@@ -59,8 +59,9 @@ def _insert_replacements(db: Database, app_id: str, rows: Sequence[tuple], now: 
     for ptype, idx, release, size in rows:
         db.execute(
             "INSERT INTO dynos (id, app_id, type, idx, release_version, node_id, desired,"
-            " created_at, seq, size) VALUES (?, ?, ?, ?, ?, NULL, 'run', ?, ?, ?)",
-            (uuid.uuid4().hex, app_id, ptype, idx, release, now, seq, size),
+            " created_at, seq, size, private_network) VALUES (?, ?, ?, ?, ?, NULL, 'run', ?, ?,"
+            f" ?, {APP_PRIVATE_NETWORK})",
+            (uuid.uuid4().hex, app_id, ptype, idx, release, now, seq, size, app_id),
         )
         seq += 1
 

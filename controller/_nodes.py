@@ -20,7 +20,12 @@ from waka.controller._errors import InvalidInput, NotFound
 from waka.controller._fleet import Fleet
 from waka.controller._liveness import Liveness, node_state
 from waka.controller._oneoff import OneOffs
-from waka.controller._reconcile import Reconciler, next_dyno_seq, node_usage
+from waka.controller._reconcile import (
+    APP_PRIVATE_NETWORK,
+    Reconciler,
+    next_dyno_seq,
+    node_usage,
+)
 from waka.controller._sizes import DEFAULT_SIZES
 from waka.controller._store import Store
 from waka.controller._tokens import Identity, TokenBook, new_join_token
@@ -222,8 +227,9 @@ class Nodes:
             for app_id, ptype, idx, release, size, _ in rows:
                 db.execute(
                     "INSERT INTO dynos (id, app_id, type, idx, release_version, node_id,"
-                    " desired, created_at, seq, size) VALUES (?, ?, ?, ?, ?, NULL, 'run', ?, ?, ?)",
-                    (uuid.uuid4().hex, app_id, ptype, idx, release, now, seq, size),
+                    " desired, created_at, seq, size, private_network)"
+                    f" VALUES (?, ?, ?, ?, ?, NULL, 'run', ?, ?, ?, {APP_PRIVATE_NETWORK})",
+                    (uuid.uuid4().hex, app_id, ptype, idx, release, now, seq, size, app_id),
                 )
                 seq += 1
             return sorted({r[5] for r in rows})

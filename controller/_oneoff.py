@@ -21,7 +21,7 @@ from sqlite_utils import Database
 from waka.controller._apps import find_app
 from waka.controller._errors import Conflict, InvalidInput, Unavailable
 from waka.controller._fleet import Fleet
-from waka.controller._reconcile import Reconciler, next_dyno_seq
+from waka.controller._reconcile import APP_PRIVATE_NETWORK, Reconciler, next_dyno_seq
 from waka.controller._sizes import DEFAULT_SIZE, check_size
 from waka.controller._store import Store
 from waka.v1.agent_pb2 import DynoStatus
@@ -115,8 +115,9 @@ class OneOffs:
             db.execute(
                 "INSERT INTO dynos (id, app_id, type, idx, release_version, node_id, desired,"
                 " created_at, seq, size, oneoff, command, env, attach, tty, timeout_seconds,"
-                " tty_cols, tty_rows)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'run', ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+                " tty_cols, tty_rows, private_network)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'run', ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?,"
+                f" {APP_PRIVATE_NETWORK})",
                 (
                     dyno_id,
                     app.id,
@@ -134,6 +135,7 @@ class OneOffs:
                     timeout_seconds,
                     window[0],
                     window[1],
+                    app.id,
                 ),
             )
             return OneOff(dyno_id, app_name, f"{kind}.{idx}", node_id, version, full_command)

@@ -161,6 +161,11 @@ async def _nothing(_app: str, _stopping: list[str]) -> None:
     return None
 
 
+# The private-network flag of a new dyno row, copied from its app (the one parameter: the app's
+# id) when the row is made: a dyno's spec never changes afterwards (see m010, m011).
+APP_PRIVATE_NETWORK = "(SELECT private_network FROM apps WHERE id = ?)"
+
+
 def next_dyno_seq(db: Database) -> int:
     row = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM dynos").fetchone()
     return int(row[0])
@@ -334,8 +339,20 @@ class Reconciler:
             dyno_id = uuid.uuid4().hex
             db.execute(
                 "INSERT INTO dynos (id, app_id, type, idx, release_version, node_id, desired,"
-                " created_at, seq, size) VALUES (?, ?, ?, ?, ?, ?, 'run', ?, ?, ?)",
-                (dyno_id, snapshot.id, ptype, idx, snapshot.release, node_id, now, seq, size),
+                " created_at, seq, size, private_network) VALUES (?, ?, ?, ?, ?, ?, 'run', ?, ?,"
+                f" ?, {APP_PRIVATE_NETWORK})",
+                (
+                    dyno_id,
+                    snapshot.id,
+                    ptype,
+                    idx,
+                    snapshot.release,
+                    node_id,
+                    now,
+                    seq,
+                    size,
+                    snapshot.id,
+                ),
             )
             seq += 1
             if node_id is None:

@@ -22,6 +22,7 @@ from waka.controller._errors import AlreadyExists, InvalidInput, NotFound
 from waka.controller._fleet import Fleet
 from waka.controller._router_table import AppRoute, RoutingTable, WebDyno
 from waka.controller._store import Store
+from waka.v1.agent_pb2 import DynoStatus
 from waka.v1.common_pb2 import DynoState
 from waka.v1.platform_pb2 import Domain
 
@@ -36,6 +37,17 @@ DRAIN_GRACE = 10.0
 _HOSTNAME = re.compile(
     r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
+
+
+def dial_address(status: DynoStatus, node_address: str) -> str:
+    """Where the router reaches a web dyno ("host:port"; empty while it has no port): the
+    address the dyno reports when it has one of its own (a private network on a loopback node),
+    else its node's address and its port."""
+    if status.address:
+        return status.address
+    if not status.port:
+        return ""
+    return f"{node_address or '127.0.0.1'}:{status.port}"
 
 
 def check_hostname(hostname: str) -> str:
@@ -89,8 +101,8 @@ class Routes:
                 continue
             address = ""
             session = self._fleet.session(self._fleet.node_of(dyno_id) or "")
-            if session is not None and status.port:
-                address = f"{session.inventory.address or '127.0.0.1'}:{status.port}"
+            if session is not None:
+                address = dial_address(status, session.inventory.address)
             web.append(
                 WebDyno(f"web.{idx}", STATE_WORDS.get(status.state, "down"), address, release)
             )
@@ -113,8 +125,13 @@ class Routes:
         for dyno_id in dyno_ids:
             status = self._fleet.dyno_status(dyno_id)
             session = self._fleet.session(self._fleet.node_of(dyno_id) or "")
-            if status is not None and status.port and session is not None:
-                addresses.append(f"{session.inventory.address or '127.0.0.1'}:{status.port}")
+            address = (
+                dial_address(status, session.inventory.address)
+                if status is not None and session is not None
+                else ""
+            )
+            if address:
+                addresses.append(address)
         await self.refresh(app)
         if not addresses:
             return

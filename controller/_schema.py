@@ -358,3 +358,21 @@ def m010_immutable_specs(db: Database) -> None:
         BEGIN SELECT RAISE(ABORT, 'an app keeps its name, uid and stack'); END;
         """
     )
+
+
+@MIGRATIONS()
+def m011_private_networks(db: Database) -> None:
+    db.executescript(
+        """
+        -- The private-network feature: dynos in a network namespace of the app's own on each
+        -- node. A dyno keeps what its app said when it was made (the flag is part of its spec,
+        -- which never changes): turning the feature on or off replaces the app's dynos.
+        ALTER TABLE apps ADD COLUMN private_network INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE dynos ADD COLUMN private_network INTEGER NOT NULL DEFAULT 0;
+
+        CREATE TRIGGER dyno_private_network_never_changes BEFORE UPDATE OF private_network
+            ON dynos
+        WHEN OLD.private_network IS NOT NEW.private_network
+        BEGIN SELECT RAISE(ABORT, 'a dyno spec never changes: make a new dyno'); END;
+        """
+    )
