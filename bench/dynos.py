@@ -1,6 +1,6 @@
 """Dyno start-up cost and host-side footprint, with and without cgroup limits.
 
-    .venv/bin/python bench/dynos.py [--starts N] [--dynos N]
+    .venv/bin/python bench/dynos.py [--starts N] [--dynos N] [--rounds N] [--only PART ...]
 
 1. Sandbox start overhead: `true` run N times as a plain posix_spawn (the baseline), in a dyno
    sandbox without limits, and in one with limits (its own cgroup in every hierarchy); median ms
@@ -10,6 +10,14 @@
    processes, until all accept. Then the memory of the waka process (controller + agent) with 0
    and N dynos, and of the host-side processes each dyno costs (bwrap and the sandbox's pid 1),
    as RSS and USS (pages only that process holds).
+3. Private networks (`waka features:enable private-network`): `true` by plain fork/exec, in a
+   sandbox on the host's network, and in a sandbox in an app's network namespace (nsenter in front
+   of bwrap), taking turns; and what the network itself costs: the first dyno of an app on a node
+   creates it (netns, veth, routes, the port map entry), the first on the node also the agent's
+   nftables table; the last dyno removes it.
+4. On a real `waka up`: `ps:scale web=1` to the dyno `up`, for an app on the host's network and an
+   app with a private network (whose network is made anew each round), taking turns; and the
+   baseline of the same server started as a plain process until it accepts.
 
 Run as root from the repository root. Whether `waka up` puts dynos in cgroups depends on the
 agent's wiring; the report says which it found.
@@ -35,10 +43,12 @@ import psutil
 import trio
 from _harness import Waka, start_waka, wait_for
 
+from waka.agent._netns import PrivateNetworks, agent_tag, kernel_objects
 from waka.agent._process import spawn
 from waka.agent._sandbox import (
     AppMount,
     Driver,
+    NetworkNamespace,
     ResourceLimits,
     SandboxProcess,
     SandboxSpec,
@@ -299,16 +309,163 @@ def fleet(dynos: int) -> None:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# 3. private networks: sandbox start, and the network's own cost
+
+
+def timed_call(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def network_overhead(runs: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="waka-bench-netns-"))
+    app_dir = work / "app"
+    app_dir.mkdir()
+    os.chown(app_dir, UID, UID)
+    tag = agent_tag(work)
+    networks = PrivateNetworks(work / "networks", tag=tag, loopback_node=True, log=print)
+    driver = pick_driver(allow_unisolated=False, log=print)
+    host_spec = SandboxSpec(
+        hostname="web.1",
+        argv=["true"],
+        env={"PATH": "/usr/bin:/bin"},
+        uid=UID,
+        app_dir=app_dir,
+        app_mount=AppMount.OVERLAY,
+    )
+    plain: list[float] = []
+    host: list[float] = []
+    private: list[float] = []
+    first_create: list[float] = []
+    create: list[float] = []
+    destroy: list[float] = []
+    last_destroy: list[float] = []
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        attachment = networks.attach("bench-web", "00000001", "bench-private", free_ports(1)[0])
+        private_spec = dataclasses.replace(
+            host_spec,
+            network=NetworkNamespace(attachment.network.path, attachment.resolv_conf),
+        )
+        for run in range(-3, runs):  # three rounds to warm the caches, not counted
+            plain_time = time_plain(null)
+            host_time, _ = time_sandbox(driver, host_spec, work / f"host-{run}", null)
+            private_time, _ = time_sandbox(driver, private_spec, work / f"priv-{run}", null)
+            if run >= 0:
+                plain.append(plain_time)
+                host.append(host_time)
+                private.append(private_time)
+        networks.detach("bench-web")
+        for _ in range(max(runs // 5, 5)):
+            # The first network of the node also makes the agent's nftables table; a second
+            # app's network is the usual case.
+            port = free_ports(1)[0]
+            first_create.append(
+                timed_call(lambda port=port: networks.attach("a", "0000000a", "bench-a", port))
+            )
+            create.append(timed_call(lambda: networks.attach("b", "0000000b", "bench-b", None)))
+            destroy.append(timed_call(lambda: networks.detach("b")))
+            last_destroy.append(timed_call(lambda: networks.detach("a")))
+    finally:
+        os.close(null)
+        for dyno in ("bench-web", "a", "b"):
+            networks.detach(dyno)
+        shutil.rmtree(work, ignore_errors=True)
+    left = kernel_objects(tag)
+    base = statistics.median(plain)
+    host_ms = statistics.median(host)
+    rows = [
+        ("plain posix_spawn + wait (baseline)", median_ms(plain)),
+        (
+            "sandbox, host network",
+            f"{median_ms(host)}  overhead {(host_ms - base) * 1000:+.2f} ms",
+        ),
+        (
+            "sandbox, private network (nsenter)",
+            f"{median_ms(private)}  overhead {(statistics.median(private) - base) * 1000:+.2f} ms"
+            f" (vs host network {(statistics.median(private) - host_ms) * 1000:+.2f} ms)",
+        ),
+        (f"an app's network made (median of {len(create)})", median_ms(create)),
+        ("the node's first (+ the nft table)", median_ms(first_create)),
+        ("an app's network removed", median_ms(destroy)),
+        ("the node's last (- the nft table)", median_ms(last_destroy)),
+    ]
+    print(f"3. private networks: start to exit of `true`, median of {runs}")
+    for label, value in rows:
+        print(f"   {label:<40} {value}")
+    print(f"   left behind: {left or 'nothing'}")
+
+
+# --------------------------------------------------------------------------------------------
+# 4. a real waka up: one dyno up, host network vs private network
+
+
+def plain_server_up() -> float:
+    return plain_servers_up(1)
+
+
+def network_fleet(rounds: int) -> None:
+    waka = start_waka()
+    work = Path(tempfile.mkdtemp(prefix="waka-bench-netns-app-"))
+    apps = {"host": "bench-host-net", "private": "bench-private-net"}
+    times: dict[str, list[float]] = {kind: [] for kind in apps}
+    try:
+        (work / "server.py").write_text(SERVER)
+        (work / "Procfile").write_text("web: exec /usr/bin/python3 server.py\n")
+        for app in apps.values():
+            waka.cli("apps:create", app)
+        waka.cli("features:enable", "private-network", "-a", apps["private"])
+        for app in apps.values():
+            waka.cli("deploy", "-a", app, str(work))
+            wait_for(lambda app=app: count_in(waka, app, DynoState.DYNO_STATE_UP) == 1, 120, app)
+            waka.cli("ps:scale", "-a", app, "web=0:mini")
+            wait_for(lambda app=app: not waka.dynos(app), 120, f"{app}: no dyno left")
+        for _ in range(rounds):
+            for kind, app in apps.items():
+                times[kind].append(
+                    timed(
+                        lambda app=app: waka.cli("ps:scale", "-a", app, "web=1:mini"),
+                        lambda app=app: count_in(waka, app, DynoState.DYNO_STATE_UP) == 1,
+                        f"{app} up",
+                    )
+                )
+                waka.cli("ps:scale", "-a", app, "web=0:mini")
+                wait_for(lambda app=app: not waka.dynos(app), 120, f"{app}: no dyno left")
+    finally:
+        waka.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(waka.data_dir.parent, ignore_errors=True)
+    baseline = [plain_server_up() for _ in range(rounds)]
+    print(f"4. waka up, ps:scale web=1 -> up, median of {rounds} (taking turns)")
+    print(f"   host network                     {median_ms(times['host'])}")
+    print(f"   private network (made each time) {median_ms(times['private'])}")
+    print(f"   baseline: plain server up        {median_ms(baseline)}")
+
+
 def main() -> None:
+    parts = ("start", "fleet", "network", "network-fleet")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--starts", type=int, default=100)
     parser.add_argument("--dynos", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=10, help="of part 4")
+    parser.add_argument(
+        "--only", choices=parts, action="append", help="run only these parts (repeatable)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: sandboxes and cgroups need it")
+    only = set(args.only or parts)
     print(f"machine: {os.cpu_count()} CPUs, {psutil.virtual_memory().total // MIB} MiB")
-    start_overhead(args.starts)
-    fleet(args.dynos)
+    if "start" in only:
+        start_overhead(args.starts)
+    if "fleet" in only:
+        fleet(args.dynos)
+    if "network" in only:
+        network_overhead(args.starts)
+    if "network-fleet" in only:
+        network_fleet(args.rounds)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from waka.controller._fleet import Fleet
 from waka.controller._logs import LogHub
 from waka.controller._reconcile import APP_PRIVATE_NETWORK, Reconciler, next_dyno_seq
 from waka.controller._releases import NOT_SCALED
+from waka.controller._routes import dial_address
 from waka.controller._sizes import check_size
 from waka.controller._store import Store
 from waka.v1.common_pb2 import DynoState
@@ -264,8 +265,9 @@ class Formation:
                 dyno.restarts = status.restarts
                 dyno.message = status.message
                 dyno.state_changed_at.CopyFrom(timestamp(status.state_changed_us / 1e6))
-                if status.port and host:
-                    dyno.address = f"{host}:{status.port}"
+                if status.address or (status.port and host):
+                    # What reaches it: a private network's own address, on a loopback node.
+                    dyno.address = dial_address(status, host)
             else:
                 dyno.state = DynoState.DYNO_STATE_PENDING
                 dyno.state_changed_at.CopyFrom(timestamp(row["created_at"]))

@@ -6,6 +6,7 @@ every namespace, veth and nftables table gone once the dynos are.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -64,19 +65,41 @@ def free_loopback_port() -> int:
         return probe.getsockname()[1]
 
 
+def tag_of(daemon: Daemon) -> str:
+    """The agent's tag, which every kernel object of its private networks is named with."""
+    return agent_tag((daemon.data_dir / "agent").resolve())
+
+
+def stop_and_check_no_networks(daemon: Daemon) -> None:
+    tag = tag_of(daemon)
+    try:
+        stop_and_check_clean(daemon)
+    finally:
+        left = remove_kernel_objects(tag)
+    assert not left, f"private networks outlived waka: {left}"
+
+
 @pytest.fixture(scope="module")
 def waka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    data_dir = tmp_path_factory.mktemp("private-network") / "data"
-    tag = agent_tag((data_dir / "agent").resolve())
-    daemon = start_up(data_dir, "--stop-grace", "2")
+    daemon = start_up(tmp_path_factory.mktemp("private-network") / "data", "--stop-grace", "2")
     try:
         yield daemon
     finally:
-        try:
-            stop_and_check_clean(daemon)
-        finally:
-            left = remove_kernel_objects(tag)
-        assert not left, f"private networks outlived waka: {left}"
+        stop_and_check_no_networks(daemon)
+
+
+def write_source(source: Path) -> Path:
+    """A web process that says its dyno and port, a loopback-only listener, and a probe."""
+    source.mkdir()
+    (source / "app.py").write_text(
+        APP_PY.replace(
+            "from {os.environ['DYNO']}", "from {os.environ['DYNO']} port {os.environ['PORT']}"
+        )
+    )
+    (source / "probe.py").write_text(PROBE_PY)
+    (source / "listen.py").write_text(LISTEN_PY)
+    (source / "Procfile").write_text("web: python3 app.py\nworker: python3 listen.py\n")
+    return source
 
 
 def probe(waka: Daemon, app: str, *targets: str) -> dict[str, str]:
@@ -97,17 +120,8 @@ def eth0_addresses(waka: Daemon, app: str) -> list[str]:
 def test_an_app_with_a_private_network_is_served_and_sees_only_its_own_loopback(
     waka: Daemon, tmp_path: Path
 ):
-    tag = agent_tag((waka.data_dir / "agent").resolve())
-    source = tmp_path / "source"
-    source.mkdir()
-    (source / "app.py").write_text(
-        APP_PY.replace(
-            "from {os.environ['DYNO']}", "from {os.environ['DYNO']} port {os.environ['PORT']}"
-        )
-    )
-    (source / "probe.py").write_text(PROBE_PY)
-    (source / "listen.py").write_text(LISTEN_PY)
-    (source / "Procfile").write_text("web: python3 app.py\nworker: python3 listen.py\n")
+    tag = tag_of(waka)
+    source = write_source(tmp_path / "source")
     neighbour_port = free_loopback_port()
 
     for app in ("private", "neighbour"):
@@ -120,7 +134,9 @@ def test_an_app_with_a_private_network_is_served_and_sees_only_its_own_loopback(
     for app in ("private", "neighbour"):
         waka.waka("deploy", "-a", app, str(source))
     waka.waka("ps:scale", "worker=1", "-a", "neighbour")
-    waka.wait_for_dyno("private", release=1)
+    web = waka.wait_for_dyno("private", release=1)
+    # On a loopback node `waka ps` shows (and the router dials) the namespace's address.
+    assert ipaddress.ip_address(web["address"].rpartition(":")[0]) in POOL
     waka.wait_for_dyno("neighbour")
 
     # Through the router, as any app.
@@ -189,3 +205,35 @@ def test_unknown_features_are_refused(waka: Daemon):
     assert result.returncode == 1
     assert 'unknown feature "private-networks"' in result.stderr
     assert "preboot, private-network" in result.stderr
+
+
+def test_dynos_keep_their_network_across_an_agent_crash(tmp_path: Path):
+    daemon = start_up(tmp_path / "data", "--stop-grace", "2")
+    try:
+        daemon.waka("apps:create", "survivor", "--no-remote")
+        daemon.waka("features:enable", "private-network", "-a", "survivor")
+        daemon.waka("deploy", "-a", "survivor", str(write_source(tmp_path / "source")))
+        (before,) = [daemon.wait_for_dyno("survivor", release=1)]
+        wait_for(lambda: get(daemon, "survivor.localhost")[0] == 200, 30, "the router to route")
+        (address,) = eth0_addresses(daemon, "survivor")
+        objects = kernel_objects(tag_of(daemon))
+        # Controller and agent die at once; the dyno, and so its network, do not.
+        daemon.process.send_signal(signal.SIGKILL)
+        daemon.process.wait(30)
+        assert kernel_objects(tag_of(daemon)) == objects
+        daemon = start_up(tmp_path / "data", "--stop-grace", "2")
+        wait_for(
+            lambda: (
+                get(daemon, "survivor.localhost")[:2]
+                == (200, f"hi from web.1 port {before['address'].rpartition(':')[2]}\n")
+            ),
+            60,
+            "the adopted dyno to be routed again",
+        )
+        (after,) = daemon.dynos("survivor")
+        assert after["id"] == before["id"]
+        assert eth0_addresses(daemon, "survivor") == [address]
+        assert kernel_objects(tag_of(daemon)) == objects
+        assert "stale private network" not in daemon.log()
+    finally:
+        stop_and_check_no_networks(daemon)
