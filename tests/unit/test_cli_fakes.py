@@ -213,6 +213,17 @@ class _Apps(_Base, platform_pb2_grpc.AppsServicer):
         del self.platform.apps[request.app]
         return platform_pb2.Empty()
 
+    def Update(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._enter("Apps.Update", request, context)
+        app = self._app(request.app, context)
+        if request.set_maintenance:
+            app.maintenance = request.maintenance
+        if request.set_preboot:
+            app.preboot = request.preboot
+        if request.set_private_network:
+            app.private_network = request.private_network
+        return app
+
 
 class _Builds(_Base, platform_pb2_grpc.BuildsServicer):
     def Create(self, request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
