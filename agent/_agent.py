@@ -40,6 +40,7 @@ from waka.v1.agent_pb2 import (
     ControllerMessage,
     Hello,
     Inventory,
+    Leaving,
     NodeStatus,
 )
 
@@ -65,6 +66,9 @@ class AgentConfig:
     heartbeat_interval: float = 5.0
     # Seconds to wait before coalescing state changes into one status message.
     status_debounce: float = 0.02
+    # On a deliberate stop, how long the agent waits for its dynos to move to other nodes
+    # (replacements up, then the old ones stopped) before it stops what is left.
+    leave_timeout: float = 90.0
 
 
 def advertised_address(controller: str, configured: str) -> str:
@@ -126,6 +130,8 @@ class Agent:
         self._slugs: SlugCache | None = None
         self._dynos: DynoManager | None = None
         self._stop_dynos = False
+        self._leave_reply: trio.Event = trio.Event()
+        self._moving = False
         self.name = ""
 
     def stop_dynos_on_exit(self) -> None:
@@ -133,6 +139,31 @@ class Agent:
         self._stop_dynos = True
         if self._dynos is not None:
             self._dynos.stop_dynos_on_exit = True
+
+    async def leave(self) -> None:
+        """Before a deliberate stop: asks the controller to move this node's dynos and waits,
+        up to the leave timeout, until each has a replacement up elsewhere and was stopped here,
+        so that a host taken down for maintenance drops no dyno and reports no crash."""
+        session, dynos = self._session, self._dynos
+        if session is None or dynos is None or not dynos.movable_count():
+            return
+        self._leave_reply = trio.Event()
+        session.outbox.put(AgentMessage(leaving=Leaving()))
+        with trio.move_on_after(10):
+            await self._leave_reply.wait()
+        if not self._moving:
+            return
+        log.info("moving %d dynos to other nodes before stopping", dynos.movable_count())
+        with trio.move_on_after(self.config.leave_timeout) as waiting:
+            # Dynos leave the manager one by one as they stop; nothing announces the last.
+            while dynos.movable_count():  # noqa: ASYNC110
+                await trio.sleep(0.1)
+        if waiting.cancelled_caught:
+            log.warning(
+                "%d dynos were not moved within %ss; stopping them here",
+                dynos.movable_count(),
+                self.config.leave_timeout,
+            )
 
     def _mark_changed(self) -> None:
         self._status_changed.set()
@@ -366,6 +397,9 @@ class Agent:
                 nursery.start_soon(
                     trio.to_thread.run_sync, shutil.rmtree, self.data_dir / "volumes" / volume, True
                 )
+        elif kind == "leave_reply":
+            self._moving = message.leave_reply.moving
+            self._leave_reply.set()
         elif kind == "purge_cache":
             nursery.start_soon(
                 trio.to_thread.run_sync, builder.purge_cache, message.purge_cache.app

@@ -199,6 +199,11 @@ class DynoManager:
                 self._nursery.start_soon(dyno.stop)
         self._ctx.changed()
 
+    def movable_count(self) -> int:
+        """How many of its dynos the controller would move to another node: formation dynos,
+        not one-offs (which end with their node) nor services pinned to their volume."""
+        return sum(1 for d in self._dynos.values() if not d.spec.oneoff and not d.spec.volume)
+
     def volumes_in_use(self) -> set[str]:
         return {dyno.spec.volume for dyno in self._dynos.values() if dyno.spec.volume}
 

@@ -148,9 +148,10 @@ async def _until_signalled(work: Callable[[trio.Nursery], Awaitable[Stop]]) -> N
         nursery.cancel_scope.cancel()
 
 
-async def _start_agent(nursery: trio.Nursery, config: AgentConfig) -> Stop:
-    """Starts an agent; the returned stop is the deliberate one (its dynos stop too). An agent
-    that dies of an error instead leaves its dynos running for the next agent to adopt."""
+async def _start_agent(nursery: trio.Nursery, config: AgentConfig, *, leave: bool) -> Stop:
+    """Starts an agent; the returned stop is the deliberate one (its dynos stop too, after the
+    controller moved them elsewhere when `leave`). An agent that dies of an error instead leaves
+    its dynos running for the next agent to adopt."""
     agent = Agent(config)
     scope = trio.CancelScope()
     done = trio.Event()
@@ -165,6 +166,8 @@ async def _start_agent(nursery: trio.Nursery, config: AgentConfig) -> Stop:
     await nursery.start(run)
 
     async def stop() -> None:
+        if leave:
+            await agent.leave()
         agent.stop_dynos_on_exit()
         scope.cancel()
         await done.wait()
@@ -237,6 +240,8 @@ def up(argv: list[str]) -> int:
                 address=args.address,
                 allow_unisolated=args.allow_unisolated,
             ),
+            # The whole platform stops here: there is nowhere to move its dynos to.
+            leave=False,
         )
         print(
             f"waka is up.\n"
@@ -311,6 +316,13 @@ def agent(argv: list[str]) -> int:
         default=os.environ.get("WAKA_JOIN_TOKEN", ""),
         help="join token (needed the first time; the controller's data dir has join-token)",
     )
+    parser.add_argument(
+        "--leave-timeout",
+        type=float,
+        default=AgentConfig.leave_timeout,
+        help="on SIGTERM, seconds to wait for this node's dynos to move to other nodes before"
+        " stopping them (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
     data_dir = (args.data_dir or default_data_dir() / "agent").expanduser().resolve()
@@ -325,7 +337,9 @@ def agent(argv: list[str]) -> int:
                 name=args.name,
                 address=args.address,
                 allow_unisolated=args.allow_unisolated,
+                leave_timeout=args.leave_timeout,
             ),
+            leave=True,
         )
         print(f"waka agent is up, controller {args.controller}, data {data_dir}", flush=True)
         return stop

@@ -17,13 +17,23 @@ from waka.controller._ca import CertificateAuthority
 from waka.controller._deploys import Deployer
 from waka.controller._errors import InvalidInput
 from waka.controller._fleet import AgentSession, Fleet
+from waka.controller._liveness import DRAINING_LEFT
 from waka.controller._logs import MAX_LINE_BYTES, LogHub, split_long
 from waka.controller._logstore import LogStore
 from waka.controller._oneoff import OneOffs
 from waka.controller._reconcile import Reconciler
 from waka.controller._store import Store
 from waka.controller._tokens import TokenBook
-from waka.v1.agent_pb2 import AgentMessage, Hello, Inventory, JoinResponse, LogAck, NodeStatus
+from waka.v1.agent_pb2 import (
+    AgentMessage,
+    ControllerMessage,
+    Hello,
+    Inventory,
+    JoinResponse,
+    LeaveReply,
+    LogAck,
+    NodeStatus,
+)
 from waka.v1.common_pb2 import LogBatch, LogLine
 
 log = logging.getLogger("waka.controller")
@@ -31,6 +41,10 @@ log = logging.getLogger("waka.controller")
 
 async def _nothing(_app: str) -> None:
     return None
+
+
+async def _nowhere_to_go(_node_id: str) -> bool:
+    return False
 
 
 async def _nothing_at_all() -> None:
@@ -275,6 +289,8 @@ class Agents:
         # Told when an agent connects, so its node is schedulable now, not at the next pass of
         # the node monitor (else `waka nodes` shows ready while new dynos avoid the node).
         self.on_node_connected: Callable[[], Awaitable[None]] = _nothing_at_all
+        # Moves a leaving node's dynos elsewhere; whether any are moving (Nodes.leave).
+        self.on_node_leaving: Callable[[str], Awaitable[bool]] = _nowhere_to_go
 
     async def join(
         self, join_token: str, name: str, inventory: Inventory, csr: bytes
@@ -317,6 +333,11 @@ class Agents:
                 "UPDATE nodes SET last_seen = ?, address = ? WHERE id = ?",
                 (self._clock(), hello.inventory.address, node_id),
             )
+            # Back after a deliberate stop: schedulable again (an operator's cordon stays).
+            db.execute(
+                "UPDATE nodes SET cordoned = 0, draining = 0 WHERE id = ? AND draining = ?",
+                (node_id, DRAINING_LEFT),
+            )
             (name,) = db.execute("SELECT name FROM nodes WHERE id = ?", (node_id,)).fetchone()
             return name
 
@@ -352,6 +373,10 @@ class Agents:
             )
         elif kind == "build_result":
             self._deployer.on_result(message.build_result.build_id, message.build_result)
+        elif kind == "leaving":
+            log.info("node %s is leaving: moving its dynos", session.name)
+            moving = await self.on_node_leaving(session.node_id)
+            session.send(ControllerMessage(leave_reply=LeaveReply(moving=moving)))
 
     async def _status(self, session: AgentSession, status: NodeStatus) -> None:
         before = {d.id: (d.app, d.state, d.port, d.restarts) for d in session.dynos.values()}

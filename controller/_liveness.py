@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The `draining` value of a node whose agent stopped deliberately (not 1, an operator's drain):
+# such a node is cordoned only until its agent comes back.
+DRAINING_LEFT = 2
+
 
 @dataclass(frozen=True)
 class Liveness:

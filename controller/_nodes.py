@@ -18,7 +18,7 @@ from sqlite_utils import Database
 from waka.controller._convert import timestamp
 from waka.controller._errors import InvalidInput, NotFound
 from waka.controller._fleet import Fleet
-from waka.controller._liveness import Liveness, node_state
+from waka.controller._liveness import DRAINING_LEFT, Liveness, node_state
 from waka.controller._oneoff import OneOffs
 from waka.controller._reconcile import (
     APP_PRIVATE_NETWORK,
@@ -214,9 +214,34 @@ class Nodes:
         """Every formation dyno on the node gets a replacement elsewhere; each old one stops
         once its replacement is up (the reconciler's usual rule for replacements)."""
         node_id = await self._set_flags(name, cordoned=True, draining=True)
+        await self._replace_dynos(node_id)
+        return await self.get(name)
+
+    async def leave(self, node_id: str) -> bool:
+        """The node's agent is stopping deliberately: drain it like `nodes:drain`, marked as a
+        leave (DRAINING_LEFT) so that the node is schedulable again when its agent returns.
+        False when no other node could take its dynos (then they simply stop with the agent)."""
+        others = [
+            s.node_id
+            for s in self._fleet.sessions()
+            if s.node_id != node_id and not s.closed and self._fleet.schedulable(s.node_id)
+        ]
+        if not others:
+            return False
+        # A node the operator cordoned or drained keeps that state; its dynos move all the same.
+        await self._store.write(
+            lambda db: db.execute(
+                "UPDATE nodes SET cordoned = 1, draining = ? WHERE id = ? AND cordoned = 0",
+                (DRAINING_LEFT, node_id),
+            )
+        )
+        await self.check()
+        return await self._replace_dynos(node_id) > 0
+
+    async def _replace_dynos(self, node_id: str) -> int:
         now = self._clock()
 
-        def replace(db: Database) -> list[str]:
+        def replace(db: Database) -> list[tuple]:
             rows = db.execute(
                 "SELECT d.app_id, d.type, d.idx, d.release_version, d.size, a.name FROM dynos d"
                 " JOIN apps a ON a.id = d.app_id WHERE d.node_id = ? AND d.desired = 'run'"
@@ -232,11 +257,12 @@ class Nodes:
                     (uuid.uuid4().hex, app_id, ptype, idx, release, now, seq, size, app_id),
                 )
                 seq += 1
-            return sorted({r[5] for r in rows})
+            return rows
 
-        for app in await self._store.write(replace):
+        rows = await self._store.write(replace)
+        for app in sorted({r[5] for r in rows}):
             await self._reconciler.reconcile_app(app)
-        return await self.get(name)
+        return len(rows)
 
     async def adopt(self, name: str) -> Node:
         node_id = await self._node_id(name)

@@ -286,6 +286,7 @@ async def _serve(
         reconciler.before_push = routes.drain
         agents.on_app_changed = routes.refresh
         agents.on_node_connected = nodes.check
+        agents.on_node_leaving = nodes.leave
         await routes.refresh_all()
         apps = Apps(
             store,

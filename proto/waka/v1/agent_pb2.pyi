@@ -84,16 +84,28 @@ class Inventory(_message.Message):
     def __init__(self, cpus: _Optional[int] = ..., memory_total_mb: _Optional[int] = ..., memory_free_mb: _Optional[int] = ..., disk_free_mb: _Optional[int] = ..., load1: _Optional[float] = ..., address: _Optional[str] = ..., version: _Optional[str] = ..., isolated: _Optional[bool] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "status", "build_output", "build_result")
+    __slots__ = ("hello", "status", "build_output", "build_result", "leaving")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     BUILD_OUTPUT_FIELD_NUMBER: _ClassVar[int]
     BUILD_RESULT_FIELD_NUMBER: _ClassVar[int]
+    LEAVING_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     status: NodeStatus
     build_output: BuildOutput
     build_result: BuildResult
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., build_output: _Optional[_Union[BuildOutput, _Mapping]] = ..., build_result: _Optional[_Union[BuildResult, _Mapping]] = ...) -> None: ...
+    leaving: Leaving
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., build_output: _Optional[_Union[BuildOutput, _Mapping]] = ..., build_result: _Optional[_Union[BuildResult, _Mapping]] = ..., leaving: _Optional[_Union[Leaving, _Mapping]] = ...) -> None: ...
+
+class Leaving(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LeaveReply(_message.Message):
+    __slots__ = ("moving",)
+    MOVING_FIELD_NUMBER: _ClassVar[int]
+    moving: bool
+    def __init__(self, moving: _Optional[bool] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("inventory", "slugs", "status", "log_seq")
@@ -148,20 +160,22 @@ class DynoStatus(_message.Message):
     def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.DynoState, str]] = ..., release: _Optional[int] = ..., pid: _Optional[int] = ..., port: _Optional[int] = ..., exit_code: _Optional[int] = ..., restarts: _Optional[int] = ..., state_changed_us: _Optional[int] = ..., message: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
 
 class ControllerMessage(_message.Message):
-    __slots__ = ("assignment", "build_job", "cancel_build", "purge_cache", "collect_garbage", "delete_volume")
+    __slots__ = ("assignment", "build_job", "cancel_build", "purge_cache", "collect_garbage", "delete_volume", "leave_reply")
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     BUILD_JOB_FIELD_NUMBER: _ClassVar[int]
     CANCEL_BUILD_FIELD_NUMBER: _ClassVar[int]
     PURGE_CACHE_FIELD_NUMBER: _ClassVar[int]
     COLLECT_GARBAGE_FIELD_NUMBER: _ClassVar[int]
     DELETE_VOLUME_FIELD_NUMBER: _ClassVar[int]
+    LEAVE_REPLY_FIELD_NUMBER: _ClassVar[int]
     assignment: Assignment
     build_job: BuildJob
     cancel_build: CancelBuild
     purge_cache: PurgeCache
     collect_garbage: CollectGarbage
     delete_volume: DeleteVolume
-    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., build_job: _Optional[_Union[BuildJob, _Mapping]] = ..., cancel_build: _Optional[_Union[CancelBuild, _Mapping]] = ..., purge_cache: _Optional[_Union[PurgeCache, _Mapping]] = ..., collect_garbage: _Optional[_Union[CollectGarbage, _Mapping]] = ..., delete_volume: _Optional[_Union[DeleteVolume, _Mapping]] = ...) -> None: ...
+    leave_reply: LeaveReply
+    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., build_job: _Optional[_Union[BuildJob, _Mapping]] = ..., cancel_build: _Optional[_Union[CancelBuild, _Mapping]] = ..., purge_cache: _Optional[_Union[PurgeCache, _Mapping]] = ..., collect_garbage: _Optional[_Union[CollectGarbage, _Mapping]] = ..., delete_volume: _Optional[_Union[DeleteVolume, _Mapping]] = ..., leave_reply: _Optional[_Union[LeaveReply, _Mapping]] = ...) -> None: ...
 
 class DeleteVolume(_message.Message):
     __slots__ = ("id",)
