@@ -6,6 +6,7 @@ temporary directory). Dynos see it read-only as the lower layer of their /app ov
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -89,7 +90,13 @@ class SlugCache:
             shutil.rmtree(build_dir, ignore_errors=True)
             return
         chown_tree(build_dir, uid)
-        os.rename(build_dir, target)
+        try:
+            os.rename(build_dir, target)
+        except OSError as error:
+            # Another build of the same slug (same sha256: same contents) got there first.
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not target.is_dir():
+                raise
+            shutil.rmtree(build_dir, ignore_errors=True)
 
     def collect(self, keep: set[str]) -> int:
         """Deletes unpacked slugs not in keep; returns how many went."""
