@@ -159,6 +159,37 @@ def test_a_second_deploy_waits_for_the_first(waka: Daemon, tmp_path: Path):
     assert sorted(r["version"] for r in waka.json("releases", "-a", "queue")) == [1, 2]
 
 
+def test_no_wait_refuses_while_building_and_cancel_stops_the_build(waka: Daemon, tmp_path: Path):
+    endless = buildpack(tmp_path, "endless", 'echo "-----> building forever"; exec sleep 600')
+    app = app_dir(tmp_path, "stuck", {"Procfile": "worker: exec sleep 1000\n"})
+    waka.waka("apps:create", "stuck", "--no-remote")
+    waka.waka("buildpacks:set", str(endless), "-a", "stuck")
+    first: list[subprocess.CompletedProcess[str]] = []
+    thread = threading.Thread(
+        target=lambda: first.append(waka.waka("deploy", "-a", "stuck", str(app), check=False))
+    )
+    thread.start()
+    try:
+        wait_for(
+            lambda: [b["status"] for b in waka.json("builds", "-a", "stuck")] == ["building"],
+            30,
+            "the first build to start",
+        )
+        refused = waka.waka("deploy", "--no-wait", "-a", "stuck", str(app), check=False)
+        assert refused.returncode != 0
+        assert "already building" in refused.stderr + refused.stdout
+        waka.waka("builds:cancel", "-a", "stuck")
+    finally:
+        thread.join(60)
+    assert not thread.is_alive(), "the cancelled deploy did not end"
+    assert first[0].returncode != 0, first[0].stdout
+    # Cancelled, not ended by the module's 8 s compile timeout.
+    assert "the build was canceled" in first[0].stdout + first[0].stderr
+    builds = waka.json("builds", "-a", "stuck")
+    assert len(builds) == 1 and builds[0]["status"] not in {"pending", "building", "succeeded"}
+    assert waka.json("releases", "-a", "stuck") == []
+
+
 def test_cache_purge_and_garbage_collection(waka: Daemon, tmp_path: Path):
     app = app_dir(tmp_path, "gc", {"Procfile": "worker: exec sleep 1000\n", "v": "1"})
     waka.waka("apps:create", "gc", "--no-remote")
