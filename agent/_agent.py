@@ -69,6 +69,16 @@ class AgentConfig:
     # On a deliberate stop, how long the agent waits for its dynos to move to other nodes
     # (replacements up, then the old ones stopped) before it stops what is left.
     leave_timeout: float = 90.0
+    # Dynos booting at once on this node (0: four per CPU, at least four).
+    max_starting: int = 0
+    # Seconds without the controller after which this node stops its dynos, for apps that must
+    # never run twice (the controller starts them elsewhere once the node is down). 0: never.
+    fence_after: float = 0.0
+
+
+def start_slots(configured: int) -> int:
+    """How many dynos may boot at once: as configured, else four per CPU (at least four)."""
+    return configured if configured > 0 else max(4, 4 * (os.cpu_count() or 1))
 
 
 def advertised_address(controller: str, configured: str) -> str:
@@ -131,6 +141,8 @@ class Agent:
         self._dynos: DynoManager | None = None
         self._stop_dynos = False
         self._leave_reply: trio.Event = trio.Event()
+        # Since when (trio time) no session with the controller works; None while one does.
+        self._controller_lost_at: float | None = None
         self._moving = False
         self.name = ""
 
@@ -267,6 +279,7 @@ class Agent:
                     changed=self._mark_changed,
                     controller=self._controller_now,
                     volumes=self.data_dir / "volumes",
+                    start_slots=trio.CapacityLimiter(start_slots(self.config.max_starting)),
                     networks=networks,
                 )
                 dynos = DynoManager(self.data_dir / "dynos", context)
@@ -282,6 +295,7 @@ class Agent:
                 )
                 await nursery.start(dynos.run)
                 nursery.start_soon(shipper.run, self._controller)
+                nursery.start_soon(self._fence, dynos)
                 nursery.start_soon(
                     self._sessions, dynos, builder, slugs, shipper, address, driver, nursery
                 )
@@ -332,6 +346,7 @@ class Agent:
                     session_nursery.start_soon(self._report_status, session, status)
                     async for message in responses(call):
                         delay = 0.2
+                        self._controller_lost_at = None
                         self._handle(message, dynos, builder, nursery)
                     session_nursery.cancel_scope.cancel()
             except* grpc.RpcError as errors:
@@ -352,8 +367,36 @@ class Agent:
             finally:
                 session.outbox.close()
                 self._session = None
+                if self._controller_lost_at is None:
+                    self._controller_lost_at = trio.current_time()
             await trio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    async def _fence(self, dynos: DynoManager) -> None:
+        """With a fence time: stops the node's dynos once the controller has been out of reach
+        that long (it starts them elsewhere when the node is down), so that an app never runs
+        twice. They start again here only if the controller, back, still assigns them."""
+        fence = self.config.fence_after
+        if fence <= 0:
+            return
+        self._controller_lost_at = trio.current_time()  # until the first session works
+        fenced = False
+        while True:
+            await trio.sleep(min(1.0, fence / 4))
+            lost_at = self._controller_lost_at
+            if lost_at is None:
+                fenced = False
+            elif not fenced and trio.current_time() - lost_at >= fence:
+                fenced = True
+                count = dynos.movable_count()
+                if count:
+                    log.warning(
+                        "the controller has been out of reach for %gs (the fence time): "
+                        "stopping this node's %d dynos",
+                        fence,
+                        count,
+                    )
+                    dynos.stop_movable()
 
     async def _report_status(self, session: _Session, status: Callable[[], NodeStatus]) -> None:
         while True:

@@ -157,6 +157,9 @@ class DynoContext:
     clock: Callable[[], float] = time.time
     # The app network namespaces of dynos with spec.private_network (None: such dynos fail).
     networks: PrivateNetworks | None = None
+    # Dynos starting at once (from spawn until up, or crashed): a node handed fifty dynos at once
+    # (a failover, a big scale) boots them a few at a time instead of thrashing. None: no limit.
+    start_slots: trio.CapacityLimiter | None = None
 
 
 class Dyno:
@@ -174,6 +177,7 @@ class Dyno:
         self._policy = CrashPolicy()
         self._sandbox: SandboxProcess | None = None
         self._network: Attachment | None = None  # private network (spec.private_network)
+        self._holds_start_slot = False
         self._stop_requested = trio.Event()
         self._kill_deadline: float | None = None
         self._output: OutputFollower | None = None
@@ -422,8 +426,42 @@ class Dyno:
         self._shipped(self._output.flush_partial(), self._output.ends, self._output.offset)
 
     async def _life(self) -> None:
+        try:
+            await self._live()
+        finally:
+            self._give_start_slot()
+
+    async def _take_start_slot(self) -> bool:
+        """Waits for a start slot (in state `starting`); False if the dyno is stopped first."""
+        slots = self._ctx.start_slots
+        if slots is None:
+            return True
+        self._set_state(
+            DynoState.DYNO_STATE_STARTING,
+            "waiting for other dynos to boot" if slots.available_tokens == 0 else "",
+        )
+        async with trio.open_nursery() as nursery:
+
+            async def stop_waiting() -> None:
+                await self._stop_requested.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_waiting)
+            await slots.acquire_on_behalf_of(self)
+            self._holds_start_slot = True
+            nursery.cancel_scope.cancel()
+        return self._holds_start_slot
+
+    def _give_start_slot(self) -> None:
+        if self._holds_start_slot and self._ctx.start_slots is not None:
+            self._holds_start_slot = False
+            self._ctx.start_slots.release_on_behalf_of(self)
+
+    async def _live(self) -> None:
         while not self._stop_requested.is_set():
             if self._sandbox is None:
+                if not await self._take_start_slot():
+                    break
                 started = await self._start()
                 if not started:
                     if self.spec.oneoff:
@@ -434,6 +472,7 @@ class Dyno:
             started_at = self._ctx.clock()
             pump = None if self.spec.attach else await self._start_pump()
             code = await self._supervise()
+            self._give_start_slot()
             self.exit_code = code
             if self._sandbox is not None:
                 self._check_memory(self._sandbox)  # an OOM kill ended it: R15 before the exit
@@ -472,6 +511,7 @@ class Dyno:
             binds = self._volume_binds()
             network = await self._attach_network()
         except (SlugError, NetworkError) as error:
+            self._give_start_slot()
             self._say(f"Error R99 (Platform error) -> {error}")
             self._set_state(DynoState.DYNO_STATE_CRASHED, str(error))
             return False
@@ -511,6 +551,7 @@ class Dyno:
                 )
             )
         except (SandboxError, OSError) as error:
+            self._give_start_slot()
             self._say(f"Error R99 (Platform error) -> cannot start the dyno: {error}")
             self._set_state(DynoState.DYNO_STATE_CRASHED, str(error))
             if attached is not None:
@@ -569,6 +610,7 @@ class Dyno:
     async def _watch_boot(self, sandbox: SandboxProcess) -> None:
         if self.spec.type != "web":
             self._set_state(DynoState.DYNO_STATE_UP)
+            self._give_start_slot()
             return
         timeout = self.spec.boot_timeout_seconds or 60
         with trio.move_on_after(timeout):
@@ -581,6 +623,7 @@ class Dyno:
                 while not await _healthy(host, self.port, path):  # noqa: ASYNC110
                     await trio.sleep(HEALTH_POLL_INTERVAL)
             self._set_state(DynoState.DYNO_STATE_UP)
+            self._give_start_slot()
             return
         self._say(
             f"Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {timeout}"

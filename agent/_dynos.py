@@ -199,10 +199,18 @@ class DynoManager:
                 self._nursery.start_soon(dyno.stop)
         self._ctx.changed()
 
+    def _movable(self) -> list[Dyno]:
+        """The dynos the controller would move to another node: formation dynos, not one-offs
+        (which end with their node) nor services pinned to their volume."""
+        return [d for d in self._dynos.values() if not d.spec.oneoff and not d.spec.volume]
+
     def movable_count(self) -> int:
-        """How many of its dynos the controller would move to another node: formation dynos,
-        not one-offs (which end with their node) nor services pinned to their volume."""
-        return sum(1 for d in self._dynos.values() if not d.spec.oneoff and not d.spec.volume)
+        return len(self._movable())
+
+    def stop_movable(self) -> None:
+        assert self._nursery is not None
+        for dyno in self._movable():
+            self._nursery.start_soon(dyno.stop)
 
     def volumes_in_use(self) -> set[str]:
         return {dyno.spec.volume for dyno in self._dynos.values() if dyno.spec.volume}

@@ -121,7 +121,26 @@ def _grpc_workers(text: str) -> int:
     return int(text)
 
 
+def _non_negative(convert: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of at least 0")
+        return value
+
+    return parse
+
+
 def _agent_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-starting",
+        type=_non_negative(int),
+        default=0,
+        help="dynos booting at once on this node (default: four per CPU, at least four)",
+    )
     parser.add_argument("--name", default="", help="node name (default: the host name)")
     parser.add_argument(
         "--address", default="", help="address other hosts use to reach this node's dynos"
@@ -239,6 +258,7 @@ def up(argv: list[str]) -> int:
                 name=args.name,
                 address=args.address,
                 allow_unisolated=args.allow_unisolated,
+                max_starting=args.max_starting,
             ),
             # The whole platform stops here: there is nowhere to move its dynos to.
             leave=False,
@@ -318,10 +338,17 @@ def agent(argv: list[str]) -> int:
     )
     parser.add_argument(
         "--leave-timeout",
-        type=float,
+        type=_non_negative(float),
         default=AgentConfig.leave_timeout,
         help="on SIGTERM, seconds to wait for this node's dynos to move to other nodes before"
         " stopping them (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fence-after",
+        type=_non_negative(float),
+        default=0.0,
+        help="stop this node's dynos once the controller has been out of reach this many seconds,"
+        " for apps that must never run twice (default: never)",
     )
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
@@ -338,6 +365,8 @@ def agent(argv: list[str]) -> int:
                 address=args.address,
                 allow_unisolated=args.allow_unisolated,
                 leave_timeout=args.leave_timeout,
+                max_starting=args.max_starting,
+                fence_after=args.fence_after,
             ),
             leave=True,
         )

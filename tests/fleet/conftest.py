@@ -419,6 +419,8 @@ class Agent:
     process: subprocess.Popen[bytes] | None = None
     log_start: int = 0
     starts: int = 0
+    # More `waka agent` options, given at every start.
+    options: tuple[str, ...] = ()
 
     def start(self, controller: str, token: str = "") -> None:
         self.starts += 1
@@ -439,7 +441,7 @@ class Agent:
         ]
         if token:
             argv += ["--token", token]
-        self.process = _spawn(argv, self.log_path)
+        self.process = _spawn([*argv, *self.options], self.log_path)
 
     def log(self, *, since_start: bool = False) -> str:
         return _read_from(self.log_path, self.log_start if since_start else 0)
@@ -586,11 +588,13 @@ class Cluster:
 
     # ------------------------------------------------------------ agents
 
-    def add_agent(self, *, token: str | None = None, wait: bool = True) -> Agent:
+    def add_agent(
+        self, *, token: str | None = None, wait: bool = True, options: tuple[str, ...] = ()
+    ) -> Agent:
         index = len(self.agents) + 1
         name = f"agent-{index}"
         host = self.network.add_host(index)
-        agent = Agent(name, host, self.root / name, self.root / f"{name}.log")
+        agent = Agent(name, host, self.root / name, self.root / f"{name}.log", options=options)
         self.agents[name] = agent
         agent.start(self.controller, self.join_token() if token is None else token)
         if wait:

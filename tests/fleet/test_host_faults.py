@@ -92,3 +92,33 @@ def test_cut_off_host_keeps_its_dynos_while_replaced_and_extras_stop_when_it_ret
     cluster.wait_node(lost.name, "ready", timeout=40)
     cluster.wait_converged("tick", "worker", 4)
     assert not set(its_dynos) & set(cluster.running()), "the replaced copies still run"
+
+
+def test_with_a_fence_time_a_cut_off_host_stops_its_dynos_before_they_run_elsewhere(
+    cluster: Cluster,
+):
+    fenced = cluster.add_agent(options=("--fence-after", "3"))
+    cluster.add_agent()
+    cluster.create_ticker_app("tick")
+    cluster.scale("tick", worker=4)
+    cluster.wait_converged("tick", "worker", 4)
+    its_dynos = fenced.dyno_processes()
+    assert len(its_dynos) == 2, cluster.describe("tick")
+
+    started = time.monotonic()
+    fenced.host.cut()
+    try:
+        wait_for(lambda: not fenced.dyno_processes(), 30, "the fenced host to stop its dynos", 0.1)
+        stopped_after = time.monotonic() - started
+        replaced_after = wait_replaced_elsewhere(cluster, fenced, started)
+    finally:
+        fenced.host.restore()
+    print(f"fence: stopped after {stopped_after:.1f}s, replaced after {replaced_after:.1f}s")
+    assert "the fence time" in fenced.log(since_start=True)
+    # The app never ran twice: the cut-off copies were gone before the replacements started.
+    assert stopped_after < replaced_after
+    assert fenced.process is not None and fenced.process.poll() is None, fenced.log()[-3000:]
+
+    cluster.wait_node(fenced.name, "ready", timeout=40)
+    cluster.wait_converged("tick", "worker", 4)
+    assert not set(its_dynos) & set(cluster.running()), "a fenced dyno came back as well"
