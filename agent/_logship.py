@@ -99,7 +99,9 @@ class LogShipper:
             line.seq = seq
         self._seq = seq
         data = batch.SerializeToString()
-        if len(batch.lines) <= BATCH_LINES and len(data) <= BATCH_BYTES:
+        # One read of a dyno's output is at most 256 kB of text, so nearly always one chunk; cut
+        # only by bytes (line by line in Python, the costly way), never just for its line count.
+        if len(data) <= BATCH_BYTES:
             self._unsent.append(_Chunk(seq, len(batch.lines), data))
         else:  # e.g. everything a stopped dyno wrote last: cut to batch size
             self._unsent.extend(_split(batch))
