@@ -51,6 +51,11 @@ async def _nothing_at_all() -> None:
     return None
 
 
+# How many of each app's newest stored lines are read at start to recover stream cursors: far
+# more than one sync (the lines between a flush and its cursor commit) ever covers.
+RECOVERED_LINES_PER_APP = 20_000
+
+
 class LogIngest:
     """Takes batches from agents into the log hub, dropping replays by per-node sequence number
     and per-dyno-stream file offset.
@@ -95,6 +100,14 @@ class LogIngest:
             self._last_seq.update({node: int(seq) for node, seq in cursors})
             self._stored_seq.update(self._last_seq)
             self._stream_offsets.update({stream: int(end) for stream, end in streams})
+        if self._log_store is not None:
+            # Lines are on disk before their cursors are committed, so a crash in between leaves
+            # stored lines the cursors do not cover; their agents would send them again. The
+            # stored lines themselves say how far each dyno's output stream got.
+            stored = await self._log_store.stream_offsets(RECOVERED_LINES_PER_APP)
+            for stream, end in stored.items():
+                if end > self._stream_offsets.get(stream, 0):
+                    self._stream_offsets[stream] = self._moved_streams[stream] = end
 
     def open_stream(self, node_id: str) -> LogStream:
         """The controller's end of one agent's ShipLogs call (see `LogStream`)."""

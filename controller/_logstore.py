@@ -317,6 +317,20 @@ class LogStore:
         restart)."""
         return await trio.to_thread.run_sync(self._read_recent, per_app)
 
+    async def stream_offsets(self, per_app: int) -> dict[str, int]:
+        """The highest file offset of each dyno output stream among the last `per_app` lines of
+        every app on disk: what was stored, whatever cursors a crash kept from being committed."""
+
+        def read() -> dict[str, int]:
+            offsets: dict[str, int] = {}
+            for lines in self._read_recent(per_app).values():
+                for line in lines:
+                    if line.stream and line.offset > offsets.get(line.stream, 0):
+                        offsets[line.stream] = line.offset
+            return offsets
+
+        return await trio.to_thread.run_sync(read)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer: moves queued lines to disk in batches, on a worker thread, until
         cancelled. Also deletes what is past the bounds, every `sweep_interval`."""

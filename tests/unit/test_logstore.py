@@ -10,9 +10,10 @@ from pathlib import Path
 import trio
 import trio.lowlevel
 
+from waka.controller._agents import LogIngest
 from waka.controller._logs import LogFilter, LogHub
 from waka.controller._logstore import MIN_SEGMENT_BYTES, LogStore, iter_segment_lines
-from waka.v1.common_pb2 import LogLine
+from waka.v1.common_pb2 import LogBatch, LogLine
 
 T0 = 1_800_000_000.0  # seconds; every test's fake "now" starts here
 US = 1_000_000
@@ -346,5 +347,34 @@ def test_tail_since_has_no_gap_and_no_duplicate_while_producers_publish(tmp_path
                 live.extend(batch)
             hub.close_tail(tail)
         assert_complete_and_ordered(history + live)
+
+    trio.run(main)
+
+
+def test_stored_lines_whose_cursors_were_never_committed_are_not_taken_twice(tmp_path):
+    """A crash between writing lines and committing their cursors: after the restart, the
+    stored lines themselves say how far each dyno's stream got, so a replay is dropped."""
+
+    def numbered(first: int, last: int) -> list[LogLine]:
+        return [
+            LogLine(
+                time_us=int(T0 * US), app="a", source="app", dyno="worker.1",
+                text=str(n), stream="dyno-1", offset=n * 10, seq=n,
+            )
+            for n in range(first, last + 1)
+        ]  # fmt: skip
+
+    async def main():
+        async with running(LogStore(tmp_path, clock=Clock(T0))) as store:
+            store.append(numbered(1, 5))  # on disk; no cursor store given, none committed
+        store = LogStore(tmp_path, clock=Clock(T0))
+        hub = LogHub(store=store, clock=Clock(T0))
+        ingest = LogIngest(hub, log_store=store)
+        await ingest.load()
+        # The restarted agent reads the stream again from its last saved offset (after 2).
+        ingest.take("node", LogBatch(lines=numbered(3, 7)))
+        async with running(store):
+            await ingest.sync()
+        assert texts(await store.query("a")) == ["1", "2", "3", "4", "5", "6", "7"]
 
     trio.run(main)
