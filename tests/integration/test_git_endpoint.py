@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import trio
@@ -462,6 +462,29 @@ async def push_watching(
 
 
 WAITING = "Waiting for the push already deploying"
+T = TypeVar("T")
+
+
+async def while_alice_deploys(
+    scene: Scene,
+    deploying: trio.Event,
+    second_push: Callable[[GitUser, Path], Awaitable[T]],
+) -> tuple[Result, T]:
+    """Alice pushes; once her deploy has started (`deploying`), Bob pushes other work with
+    `second_push(bob, source)`. Returns both results once both pushes have ended."""
+    first = await scene.alice.new_source("first")
+    bob = scene.person("bob")
+    second = await bob.new_source("second", {"other.txt": "other"})
+    results: list[Result] = []
+    async with trio.open_nursery() as nursery:
+
+        async def push_first() -> None:
+            results.append(await scene.alice.git("push", scene.alice.url(), "main", cwd=first))
+
+        nursery.start_soon(push_first)
+        await deploying.wait()
+        outcome = await second_push(bob, second)
+    return results[0], outcome
 
 
 def test_second_push_with_no_wait_is_refused_while_the_first_deploys(tmp_path: Path) -> None:
@@ -474,23 +497,16 @@ def test_second_push_with_no_wait_is_refused_while_the_first_deploys(tmp_path: P
         return True
 
     async def scenario(scene: Scene) -> None:
-        first = await scene.alice.new_source("first")
-        bob = scene.person("bob")
-        second = await bob.new_source("second", {"other.txt": "other"})
-        async with trio.open_nursery() as nursery:
-            results: list[Result] = []
-
-            async def push_first() -> None:
-                results.append(await scene.alice.git("push", scene.alice.url(), "main", cwd=first))
-
-            nursery.start_soon(push_first)
-            await first_deploy_started.wait()
-            rejected = await bob.git("push", "-o", "no-wait", bob.url(), "main", cwd=second)
+        async def push_no_wait(bob: GitUser, source: Path) -> Result:
+            rejected = await bob.git("push", "-o", "no-wait", bob.url(), "main", cwd=source)
             second_push_done.set()
+            return rejected
+
+        first, rejected = await while_alice_deploys(scene, first_deploy_started, push_no_wait)
         assert rejected.returncode != 0
         assert f'remote: ! Another push to "{APP}" is still deploying' in rejected.stderr
         assert "-o no-wait" in rejected.stderr
-        results[0].check()
+        first.check()
         assert len(scene.platform.pushes) == 1
 
     run_scene(tmp_path, scenario, deploy)
@@ -506,19 +522,10 @@ def test_second_push_waits_and_is_refused_when_the_first_moved_main(tmp_path: Pa
         return True
 
     async def scenario(scene: Scene) -> None:
-        first = await scene.alice.new_source("first")
-        bob = scene.person("bob")
-        second = await bob.new_source("second", {"other.txt": "other"})
-        async with trio.open_nursery() as nursery:
-            results: list[Result] = []
-
-            async def push_first() -> None:
-                results.append(await scene.alice.git("push", scene.alice.url(), "main", cwd=first))
-
-            nursery.start_soon(push_first)
-            await first_deploy_started.wait()
-            code, output = await push_watching(bob, second, WAITING, second_waits)
-        results[0].check()
+        first, (code, output) = await while_alice_deploys(
+            scene, first_deploy_started, partial(push_watching, marker=WAITING, seen=second_waits)
+        )
+        first.check()
         assert code != 0
         assert f"remote: -----> {WAITING} to {APP} to finish" in output
         first_sha = await scene.remote_sha("refs/heads/main")
@@ -541,19 +548,10 @@ def test_second_push_waits_and_deploys_when_the_first_failed(tmp_path: Path) -> 
         return outcomes.pop(0)
 
     async def scenario(scene: Scene) -> None:
-        first = await scene.alice.new_source("first")
-        bob = scene.person("bob")
-        second = await bob.new_source("second", {"other.txt": "other"})
-        async with trio.open_nursery() as nursery:
-            results: list[Result] = []
-
-            async def push_first() -> None:
-                results.append(await scene.alice.git("push", scene.alice.url(), "main", cwd=first))
-
-            nursery.start_soon(push_first)
-            await first_deploy_started.wait()
-            code, output = await push_watching(bob, second, WAITING, second_waits)
-        assert results[0].returncode != 0
+        first, (code, output) = await while_alice_deploys(
+            scene, first_deploy_started, partial(push_watching, marker=WAITING, seen=second_waits)
+        )
+        assert first.returncode != 0
         assert code == 0, output
         assert WAITING in output
         assert len(scene.platform.pushes) == 2
