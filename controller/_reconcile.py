@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 from sqlite_utils import Database
@@ -171,6 +172,62 @@ def next_dyno_seq(db: Database) -> int:
     return int(row[0])
 
 
+@dataclass(frozen=True)
+class _Report:
+    """What node_reported needs of one status: the dyno ids the node runs, and those ended."""
+
+    ticket: int
+    node_id: str
+    running: frozenset[str]
+    ended: frozenset[str]
+
+
+def _forgettable(db: Database, report: _Report) -> bool:
+    """Whether _forget_stopped would change anything for the report (read only)."""
+    node_id, running = report.node_id, report.running
+    for (dyno_id,) in db.execute(
+        "SELECT id FROM dynos WHERE node_id = ? AND desired = 'stop'", (node_id,)
+    ):
+        if dyno_id not in running:
+            return True
+    for (dyno_id,) in db.execute("SELECT id FROM dyno_tombstones WHERE node_id = ?", (node_id,)):
+        if dyno_id not in running:
+            return True
+    return any(
+        db.execute(
+            "SELECT 1 FROM dynos WHERE id = ? AND oneoff = 1 AND desired = 'run'", (dyno_id,)
+        ).fetchone()
+        for dyno_id in report.ended
+    )
+
+
+def _forget_stopped(db: Database, report: _Report) -> int:
+    """Forgets the node's stopped dynos and tombstones it no longer runs, and lets it forget its
+    ended one-offs (they run once): how many of those there were."""
+    node_id, running = report.node_id, report.running
+    gone = [
+        r[0]
+        for r in db.execute(
+            "SELECT id FROM dynos WHERE node_id = ? AND desired = 'stop'", (node_id,)
+        )
+        if r[0] not in running
+    ]
+    for dyno_id in gone:
+        db.execute("DELETE FROM dynos WHERE id = ?", (dyno_id,))
+    for (dyno_id,) in db.execute(
+        "SELECT id FROM dyno_tombstones WHERE node_id = ?", (node_id,)
+    ).fetchall():
+        if dyno_id not in running:
+            db.execute("DELETE FROM dyno_tombstones WHERE id = ?", (dyno_id,))
+    finished = 0
+    for dyno_id in report.ended:
+        finished += db.execute(
+            "UPDATE dynos SET desired = 'stop' WHERE id = ? AND oneoff = 1 AND desired = 'run'",
+            (dyno_id,),
+        ).rowcount
+    return finished
+
+
 class Reconciler:
     def __init__(
         self,
@@ -201,6 +258,12 @@ class Reconciler:
         self._dirty: set[str] = set()
         self._dirty_since = 0.0
         self._assignments = Assignments(sizes, stop_grace_seconds, boot_timeout_seconds)
+        # Node reports waiting to be handled, and how many were made and handled (node_reported).
+        self._reports: list[_Report] = []
+        self._reports_asked = 0
+        self._reports_served = 0
+        self._finished_tickets: frozenset[int] = frozenset()
+        self._forgetting = trio.Lock()
         # Per node, its view for placement and the session facts it was made from (see fleet_view).
         self._node_views: dict[str, tuple[object, object, NodeView]] = {}
         # Why a dyno has no node yet, shown by `waka ps` (memory only: it is recomputed each pass).
@@ -428,42 +491,59 @@ class Reconciler:
     # ------------------------------------------------------------ node status
 
     async def node_reported(self, node_id: str, changed_apps: set[str]) -> None:
-        """After a node's status: forget stopped dynos it no longer runs, reconcile what changed."""
+        """After a node's status: forget stopped dynos it no longer runs, reconcile what changed.
+
+        Statuses from 200 nodes arrive a few hundred a second, and each was a write transaction
+        (and a hop to the store's thread) even when, as nearly always, there was nothing to
+        forget. Reports that arrive while one is being handled wait for it and are then handled
+        together, in order, in one hop, and the write transaction is opened only when a read
+        shows something to forget: as if each had been handled alone, one after another.
+        """
         session = self._fleet.session(node_id)
         if session is None:
             return
-        running = set(session.dynos)
-        ended = {d.id for d in session.dynos.values() if d.state in _ENDED}
-
-        def forget_stopped(db: Database) -> int:
-            gone = [
-                r[0]
-                for r in db.execute(
-                    "SELECT id FROM dynos WHERE node_id = ? AND desired = 'stop'", (node_id,)
-                )
-                if r[0] not in running
-            ]
-            for dyno_id in gone:
-                db.execute("DELETE FROM dynos WHERE id = ?", (dyno_id,))
-            for (dyno_id,) in db.execute(
-                "SELECT id FROM dyno_tombstones WHERE node_id = ?", (node_id,)
-            ).fetchall():
-                if dyno_id not in running:
-                    db.execute("DELETE FROM dyno_tombstones WHERE id = ?", (dyno_id,))
-            # One-off dynos run once: when one has ended, its node may forget it.
-            finished = 0
-            for dyno_id in ended:
-                finished += db.execute(
-                    "UPDATE dynos SET desired = 'stop' WHERE id = ? AND oneoff = 1"
-                    " AND desired = 'run'",
-                    (dyno_id,),
-                ).rowcount
-            return finished
-
-        if await self._store.write(forget_stopped):
+        self._reports_asked += 1
+        ticket = self._reports_asked
+        self._reports.append(
+            _Report(
+                ticket,
+                node_id,
+                frozenset(session.dynos),
+                frozenset(d.id for d in session.dynos.values() if d.state in _ENDED),
+            )
+        )
+        async with self._forgetting:
+            # FIFO: until a later ticket takes the lock, the last handled batch holds ours.
+            if self._reports_served < ticket:
+                await self._forget_reported()
+            finished = ticket in self._finished_tickets
+        if finished:
             await self.push_node(node_id)
         for app in changed_apps:
             self.kick(app)
+
+    async def _forget_reported(self) -> None:
+        asked = self._reports_asked
+        reports, self._reports = self._reports, []
+        try:
+            finished = await self._store.read(partial(self._forget_in_db, reports))
+        except BaseException:
+            # Not handled: the next caller in line handles them (with anything newer).
+            self._reports[:0] = reports
+            raise
+        self._reports_served = asked
+        self._finished_tickets = finished
+
+    def _forget_in_db(self, reports: Sequence[_Report], db: Database) -> frozenset[int]:
+        """The tickets of `reports` that had a one-off finish. In the store's thread, holding its
+        one connection: nothing can write between the check and the transaction."""
+        if not any(_forgettable(db, report) for report in reports):
+            return frozenset()
+
+        def forget(db: Database) -> frozenset[int]:
+            return frozenset(r.ticket for r in reports if _forget_stopped(db, r))
+
+        return self._store.write_now(forget)
 
     async def node_down(self, node_id: str) -> None:
         """A node is lost: its dynos are replaced elsewhere, and stopped there if it returns."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 
 import trio
 from sqlite_utils import Database
@@ -60,6 +61,25 @@ def check_hostname(hostname: str) -> str:
     return name
 
 
+def _read_web_dynos(
+    apps: Iterable[str], db: Database
+) -> dict[str, tuple[bool, list[tuple[str, int, int]]]]:
+    """Per app that exists: its maintenance flag and the (id, index, release) of its web dynos
+    the database wants running."""
+    found = {}
+    for app in apps:
+        row = db.execute("SELECT id, maintenance FROM apps WHERE name = ?", (app,)).fetchone()
+        if row is None:
+            continue
+        dynos = db.execute(
+            "SELECT id, idx, release_version FROM dynos WHERE app_id = ? AND type = 'web'"
+            " AND desired = 'run' AND oneoff = 0",
+            (row[0],),
+        ).fetchall()
+        found[app] = (bool(row[1]), dynos)
+    return found
+
+
 class Routes:
     def __init__(
         self,
@@ -75,20 +95,38 @@ class Routes:
         self._fleet = fleet
         self._drain_grace = drain_grace
         self._clock = clock
+        # Apps to read again, and how many refreshes were asked for and served (see refresh).
+        self._stale: set[str] = set()
+        self._asked = 0
+        self._served = 0
+        self._refreshing = trio.Lock()
 
     async def refresh(self, app: str) -> None:
-        def read(db: Database) -> tuple[bool, list[tuple[str, int, int]]] | None:
-            row = db.execute("SELECT id, maintenance FROM apps WHERE name = ?", (app,)).fetchone()
-            if row is None:
-                return None
-            dynos = db.execute(
-                "SELECT id, idx, release_version FROM dynos WHERE app_id = ? AND type = 'web'"
-                " AND desired = 'run' AND oneoff = 0",
-                (row[0],),
-            ).fetchall()
-            return bool(row[1]), dynos
+        """Routes the app's web dynos as they are now (by the time this returns).
 
-        found = await self._store.read(read)
+        Agents' statuses ask for a refresh of every app they touch, a few hundred a second at
+        fleet scale, and each read is a hop to the store's thread. So refreshes asked for while
+        one is reading wait for it and are then read together, in one hop: each caller still
+        returns only after a read that started after it asked.
+        """
+        self._stale.add(app)
+        self._asked += 1
+        ticket = self._asked
+        async with self._refreshing:
+            if self._served >= ticket:
+                return
+            asked = self._asked
+            apps, self._stale = self._stale, set()
+            try:
+                found = await self._store.read(partial(_read_web_dynos, sorted(apps)))
+            except BaseException:
+                self._stale |= apps
+                raise
+            self._served = asked
+            for name in sorted(apps):
+                self._route(name, found.get(name))
+
+    def _route(self, app: str, found: tuple[bool, list[tuple[str, int, int]]] | None) -> None:
         if found is None:
             self.forget(app)
             return

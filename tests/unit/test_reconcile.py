@@ -294,3 +294,86 @@ def test_what_a_kept_spec_is_made_of_cannot_change_but_placement_and_status_can(
     store.write_now(lambda db: db.execute("UPDATE dynos SET size = size"))
     store.write_now(lambda db: db.execute("UPDATE releases SET status = 'failed'"))
     store.write_now(lambda db: db.execute("UPDATE apps SET preboot = 0 WHERE id = ?", (app,)))
+
+
+class CountingStore(Store):
+    """Counts hops to the store's thread and write transactions."""
+
+    hops = 0
+    transactions = 0
+
+    async def read(self, fn):
+        self.hops += 1
+        return await super().read(fn)
+
+    async def write(self, fn):
+        self.hops += 1
+        return await super().write(fn)
+
+    def write_now(self, fn):
+        self.transactions += 1
+        return super().write_now(fn)
+
+
+def rows(store: Store, sql: str) -> list:
+    return store.read_now(lambda db: db.execute(sql).fetchall())
+
+
+def test_reports_arriving_together_are_handled_in_one_hop_as_if_one_after_another(tmp_path):
+    store = CountingStore.open(tmp_path / "waka.db")
+    fleet = Fleet()
+    sessions = join(store, fleet, 4)
+    app = add_app(store, "one", 4)
+    reconciler = Reconciler(store, fleet, LogHub())
+
+    async def report_all() -> None:
+        async with trio.open_nursery() as nursery:
+            for session in sessions:
+                nursery.start_soon(reconciler.node_reported, session.node_id, set())
+
+    async def main():
+        await reconciler.reconcile_app("one")
+        for session in sessions:
+            report_running(fleet, session, drain_outbox(session)[0])
+        hops, transactions = store.hops, store.transactions
+        # Nothing to forget: one hop for the four reports, and no write transaction.
+        await report_all()
+        assert (store.hops - hops, store.transactions - transactions) == (1, 0)
+        # Two dynos are stopped; one node stopped its dyno, the other still runs it.
+        scale(store, app, 2)
+        await reconciler.reconcile_app("one")
+        stopped = dict(rows(store, "SELECT node_id, id FROM dynos WHERE desired = 'stop'"))
+        (gone, still) = sorted(stopped)
+        fleet.update_status(fleet.session(gone), NodeStatus())
+        # A one-off on a third node has ended: it is let go, and that node sent its assignment.
+        runner = next(s for s in sessions if s.node_id not in stopped)
+        store.write_now(
+            lambda db: db.execute(
+                "INSERT INTO dynos (id, app_id, type, idx, release_version, node_id, desired,"
+                " created_at, seq, size, oneoff) VALUES ('run1', ?, 'run', 1, 1, ?, 'run', 0,"
+                " 99, 'standard-1x', 1)",
+                (app, runner.node_id),
+            )
+        )
+        fleet.update_status(
+            runner,
+            NodeStatus(
+                dynos=[*runner.dynos.values(), DynoStatus(id="run1", app="one", state=CRASHED)]
+            ),
+        )
+        drain_outbox(runner)
+        hops = store.hops
+        await report_all()
+        # One hop for the reports, one to read the assignment of the node that ran the one-off.
+        assert store.hops - hops == 2
+        assert rows(store, "SELECT id FROM dynos WHERE desired = 'stop' AND oneoff = 0") == [
+            (stopped[still],)
+        ]
+        assert rows(store, "SELECT desired FROM dynos WHERE id = 'run1'") == [("stop",)]
+        (assignment,) = drain_outbox(runner)
+        assert "run1" not in {d.id for d in assignment.dynos}
+
+    try:
+        run(main)
+    finally:
+        store.close()
