@@ -29,6 +29,7 @@ import signal
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -584,7 +585,23 @@ class Cluster:
 
     def waka(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         assert self.server is not None
-        return self.server.waka(*args, check=check)
+        result = self.server.waka(*args, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"waka {' '.join(args)} exited {result.returncode}\n{result.stdout}"
+                f"{result.stderr}\n{self.logs_for_failure()}"
+            )
+        return result
+
+    def logs_for_failure(self, chars: int = 3000) -> str:
+        """The end of the controller's log and of every agent's, to explain a failure."""
+        parts = [self.server_log_tail(chars)]
+        for agent in self.agents.values():
+            exited = agent.process.poll() if agent.process is not None else None
+            parts.append(
+                f"--- {agent.name} (exit status {exited}) log (end) ---\n{agent.log()[-chars:]}"
+            )
+        return "\n".join(parts)
 
     # ------------------------------------------------------------ agents
 
@@ -641,7 +658,20 @@ class Cluster:
         (source / "Procfile").write_text(procfile)
         (source / "ticker.py").write_text(TICKER)
         self.waka("apps:create", app, "--no-remote")
-        self.waka("deploy", "-a", app, str(source))
+        deployed = self.waka("deploy", "-a", app, str(source), check=False)
+        if "the builder node disconnected" in deployed.stdout + deployed.stderr:
+            # Setup, not what these tests check; but seen once in a full run, cause unknown yet:
+            # say so loudly, with the logs, and build again.
+            warnings.warn(
+                f"the builder node disconnected while {app} built:\n{self.logs_for_failure()}",
+                stacklevel=2,
+            )
+            deployed = self.waka("deploy", "-a", app, str(source), check=False)
+        if deployed.returncode != 0:
+            raise AssertionError(
+                f"waka deploy -a {app} exited {deployed.returncode}\n{deployed.stdout}"
+                f"{deployed.stderr}\n{self.logs_for_failure()}"
+            )
 
     def scale(self, app: str, **quantities: int) -> None:
         changes = [f"{ptype}={count}" for ptype, count in quantities.items()]
