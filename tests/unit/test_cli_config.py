@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
-from test_cli_fakes import Cli, FakePlatform
+from test_cli_fakes import Cli, FakePlatform, serving
 
 from waka.cli._config import parse_assignment, parse_assignments
 from waka.cli._errors import CliError
+
+
+@pytest.fixture
+def platform() -> Iterator[FakePlatform]:
+    with serving(FakePlatform.with_sample_data()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def cli(platform: FakePlatform, tmp_path: Path) -> Cli:
+    return Cli.against(platform, tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,25 @@ import io
 import os
 import socket
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from test_cli_fakes import Cli, FakePlatform
+import pytest
+from test_cli_fakes import Cli, FakePlatform, serving
 
 from waka.cli._deploy import CHUNK_SIZE
 from waka.cli._tarball import write_source_tarball
+
+
+@pytest.fixture
+def platform() -> Iterator[FakePlatform]:
+    with serving(FakePlatform.with_sample_data()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def cli(platform: FakePlatform, tmp_path: Path) -> Cli:
+    return Cli.against(platform, tmp_path)
 
 
 def _source_tree(root: Path) -> Path:

@@ -10,10 +10,21 @@ from pathlib import Path
 
 import grpc
 import pytest
-from test_cli_fakes import Cli, FakePlatform, base_environ
+from test_cli_fakes import Cli, FakePlatform, base_environ, serving
 
 from waka.cli._credentials import ApiTarget
 from waka.cli._rpc_errors import describe_status
+
+
+@pytest.fixture
+def platform() -> Iterator[FakePlatform]:
+    with serving(FakePlatform.with_sample_data()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def cli(platform: FakePlatform, tmp_path: Path) -> Cli:
+    return Cli.against(platform, tmp_path)
 
 
 @pytest.fixture

@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
-from test_cli_fakes import Cli, FakePlatform
+import pytest
+from test_cli_fakes import Cli, FakePlatform, serving
+
+
+@pytest.fixture
+def platform() -> Iterator[FakePlatform]:
+    with serving(FakePlatform.with_sample_data()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def cli(platform: FakePlatform, tmp_path: Path) -> Cli:
+    return Cli.against(platform, tmp_path)
 
 
 def test_features_lists_each_with_its_state(cli: Cli, platform: FakePlatform) -> None:

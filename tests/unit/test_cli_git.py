@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cli_fakes import TOKEN, Cli, FakePlatform
+from test_cli_fakes import TOKEN, Cli, FakePlatform, serving
 
 from waka.cli._git import app_from_git_url
+
+
+@pytest.fixture
+def platform() -> Iterator[FakePlatform]:
+    with serving(FakePlatform.with_sample_data()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def cli(platform: FakePlatform, tmp_path: Path) -> Cli:
+    return Cli.against(platform, tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,10 @@ import io
 import json
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from test_cli_fakes import (
     TOKEN,
     WAKA_SCRIPT,
@@ -15,10 +17,23 @@ from test_cli_fakes import (
     FakePlatform,
     TerminalOutput,
     base_environ,
+    serving,
 )
 
 from waka.cli._logs import PALETTE, dyno_colour, render
 from waka.v1 import common_pb2
+
+
+@pytest.fixture
+def platform() -> Iterator[FakePlatform]:
+    with serving(FakePlatform.with_sample_data()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def cli(platform: FakePlatform, tmp_path: Path) -> Cli:
+    return Cli.against(platform, tmp_path)
+
 
 PLAIN = (
     "2026-11-26T03:01:28.791299+00:00 app[web.1]: Listening on 0.0.0.0:20001\n"

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from test_cli_fakes import Cli, FakePlatform
+from test_cli_fakes import Cli, FakePlatform, serving
 
 from waka.cli._errors import CliError
 from waka.cli._releases import parse_version
+
+
+@pytest.fixture
+def platform() -> Iterator[FakePlatform]:
+    with serving(FakePlatform.with_sample_data()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def cli(platform: FakePlatform, tmp_path: Path) -> Cli:
+    return Cli.against(platform, tmp_path)
 
 
 def test_releases_table_is_newest_first_with_failed_status(cli: Cli) -> None:
