@@ -121,6 +121,22 @@ def _grpc_workers(text: str) -> int:
     return int(text)
 
 
+def _agent_config(
+    args: argparse.Namespace, data_dir: Path, controller: str, token: str, **more: float
+) -> AgentConfig:
+    """The agent's configuration from the options `_agent_options` added, and the rest."""
+    return AgentConfig(
+        data_dir=data_dir,
+        controller=controller,
+        join_token=token,
+        name=args.name,
+        address=args.address,
+        allow_unisolated=args.allow_unisolated,
+        max_starting=args.max_starting,
+        **more,
+    )
+
+
 def _non_negative(convert: Callable[[str], float]) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
@@ -251,15 +267,7 @@ def up(argv: list[str]) -> int:
         )
         stop = await _start_agent(
             nursery,
-            AgentConfig(
-                data_dir=data_dir / "agent",
-                controller=running.api,
-                join_token=running.join_token,
-                name=args.name,
-                address=args.address,
-                allow_unisolated=args.allow_unisolated,
-                max_starting=args.max_starting,
-            ),
+            _agent_config(args, data_dir / "agent", running.api, running.join_token),
             # The whole platform stops here: there is nowhere to move its dynos to.
             leave=False,
         )
@@ -357,15 +365,12 @@ def agent(argv: list[str]) -> int:
     async def start(nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
         stop = await _start_agent(
             nursery,
-            AgentConfig(
-                data_dir=data_dir,
-                controller=args.controller,
-                join_token=args.token,
-                name=args.name,
-                address=args.address,
-                allow_unisolated=args.allow_unisolated,
+            _agent_config(
+                args,
+                data_dir,
+                args.controller,
+                args.token,
                 leave_timeout=args.leave_timeout,
-                max_starting=args.max_starting,
                 fence_after=args.fence_after,
             ),
             leave=True,
