@@ -11,13 +11,20 @@ Two load shapes:
   router's overhead per request;
 - many connections: throughput, router as a share of direct.
 
+`--relay-baselines` adds two relays with no routing at all at the many-connection load, for scale:
+a bare asyncio Protocol relay (one upstream connection per client connection, finding only where
+each request head ends), and a bare trio relay built from the router's own socket layer (`Conn`,
+one task per client connection, Content-Length framing only).
+
     .venv/bin/python bench/router.py [--duration 5] [--connections 50] [--rounds 2]
+                                     [--relay-baselines]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -34,6 +41,8 @@ import trio
 
 from waka.controller._logs import LogHub
 from waka.controller._router import AppRoute, Router, RoutingTable, WebDyno
+from waka.controller._router_http1 import Conn, PeerClosed
+from waka.controller._router_pool import open_connection
 
 REPO = Path(__file__).resolve().parent.parent
 APP = "bench"
@@ -82,6 +91,101 @@ def serve_router(port: int, app_port: int) -> None:
             table, log=lambda app, line: hub.emit(app, line, source="router", dyno="router")
         )
         await router.serve("127.0.0.1", port)
+
+    trio.run(main)
+
+
+# -- relays with no routing (baselines) -----------------------------------------------------------
+
+
+class _RelayToClient(asyncio.Protocol):
+    def __init__(self, client: asyncio.Transport) -> None:
+        self.client = client
+
+    def data_received(self, data: bytes) -> None:
+        self.client.write(data)  # responses pass through as they come
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.close()
+
+
+class _RelayFromClient(asyncio.Protocol):
+    """Forwards each complete request head (the bench sends no bodies) to its own upstream."""
+
+    def __init__(self, app_port: int) -> None:
+        self.app_port = app_port
+        self.upstream: asyncio.Transport | None = None
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.pause_reading()
+        asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        upstream, _ = await loop.create_connection(
+            lambda: _RelayToClient(self.transport), "127.0.0.1", self.app_port
+        )
+        self.upstream = upstream
+        self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        assert self.upstream is not None
+        self.buffer += data
+        end = self.buffer.rfind(b"\r\n\r\n") + 4
+        if end >= 4:
+            self.upstream.write(self.buffer[:end])
+            self.buffer = self.buffer[end:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.upstream is not None:
+            self.upstream.close()
+
+
+def serve_asyncio_relay(port: int, app_port: int) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: _RelayFromClient(app_port), "127.0.0.1", port, backlog=1024
+        )
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def serve_trio_relay(port: int, app_port: int) -> None:
+    content_length = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
+
+    async def relay(sock: socket.socket) -> None:
+        client = Conn(sock)
+        upstream = await open_connection(f"127.0.0.1:{app_port}", 5.0)
+        try:
+            while (head := await client.read_head()) is not None:
+                await upstream.send(head)
+                response = await upstream.read_head()
+                assert response is not None
+                length = int(content_length.search(response).group(1))  # type: ignore[union-attr]
+                while len(upstream.buffer) < length:
+                    upstream.buffer += await upstream.read_some()
+                body = bytes(upstream.buffer[:length])
+                del upstream.buffer[:length]
+                await client.send(response + body)
+        except (PeerClosed, AssertionError):
+            pass
+        finally:
+            client.close()
+            upstream.close()
+
+    async def main() -> None:
+        listener = socket.create_server(("127.0.0.1", port), backlog=1024)
+        listener.setblocking(False)
+        async with trio.open_nursery() as nursery:
+            while True:
+                await trio.lowlevel.wait_readable(listener)
+                with contextlib.suppress(BlockingIOError):
+                    nursery.start_soon(relay, listener.accept()[0])
 
     trio.run(main)
 
@@ -207,35 +311,53 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
+    parser.add_argument(
+        "--relay-baselines",
+        action="store_true",
+        help="also measure bare asyncio and trio relays (no routing) at --connections",
+    )
     parser.add_argument("--serve-app", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-router", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-asyncio-relay", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-trio-relay", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_app:
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
         serve_app(args.serve_app)
         return
-    if args.serve_router:
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-        serve_router(*args.serve_router)
-        return
+    servers = {
+        "serve_router": serve_router,
+        "serve_asyncio_relay": serve_asyncio_relay,
+        "serve_trio_relay": serve_trio_relay,
+    }
+    for option, serve in servers.items():
+        if getattr(args, option):
+            signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+            serve(*getattr(args, option))
+            return
 
     use_wrk = shutil.which("wrk") is not None and not args.python_client
     load = run_wrk if use_wrk else run_python_client
     app_port, router_port = free_port(), free_port()
+    relays = {"asyncio": free_port(), "trio": free_port()} if args.relay_baselines else {}
     processes = [start("--serve-app", str(app_port))]
     try:
         processes.append(start("--serve-router", str(router_port), str(app_port)))
-        wait_listening(app_port)
-        wait_listening(router_port)
+        for kind, port in relays.items():
+            processes.append(start(f"--serve-{kind}-relay", str(port), str(app_port)))
         host = f"{APP}.localhost"
-        load(router_port, host, 4, 1.0)  # warm up both paths
-        load(app_port, host, 4, 1.0)
+        for port in (app_port, router_port, *relays.values()):
+            wait_listening(port)
+            load(port, host, 4, 1.0)  # warm up every path
         results: dict[tuple[str, int], list[Result]] = {}
         for _ in range(args.rounds):
             for connections in (1, args.connections):
                 for path, port in (("direct", app_port), ("router", router_port)):
                     result = load(port, host, connections, args.duration)
                     results.setdefault((path, connections), []).append(result)
+            for kind, port in relays.items():
+                result = load(port, host, args.connections, args.duration)
+                results.setdefault((f"{kind}-relay", args.connections), []).append(result)
     finally:
         for process in processes:
             stop(process)
@@ -256,8 +378,19 @@ def main() -> None:
                 f"{median(path, connections, 'p50_ms'):>8.3f} "
                 f"{median(path, connections, 'p99_ms'):>8.3f} {errors:>6}"
             )
+    direct_rps = median("direct", args.connections, "rps")
+    for kind in relays:
+        path = f"{kind}-relay"
+        errors = sum(r.errors for r in results[(path, args.connections)])
+        rps = median(path, args.connections, "rps")
+        print(
+            f"{path:<13} {args.connections:>3} {rps:>9.0f} "
+            f"{median(path, args.connections, 'p50_ms'):>8.3f} "
+            f"{median(path, args.connections, 'p99_ms'):>8.3f} {errors:>6}"
+            f"  ({rps / direct_rps:.0%} of direct)"
+        )
     overhead = median("router", 1, "p50_ms") - median("direct", 1, "p50_ms")
-    share = median("router", args.connections, "rps") / median("direct", args.connections, "rps")
+    share = median("router", args.connections, "rps") / direct_rps
     print(f"router overhead at p50 (1 connection): {overhead:.3f} ms (target < 1 ms)")
     print(
         f"router throughput at {args.connections} connections: {share:.0%} of direct "
