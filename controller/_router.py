@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
 import json
 import logging
@@ -61,7 +62,6 @@ from waka.controller._router_http1 import (
     PeerClosed,
     ProtocolError,
     RequestHead,
-    connection_tokens,
     parse_request_head,
 )
 from waka.controller._router_log import BAD_REQUEST_PAGE, NO_SUCH_APP_PAGE
@@ -125,6 +125,9 @@ class Router:
     ) -> None:
         """Serves until cancelled; `nursery.start` returns the bound port (port 0 picks one)."""
         listener = await _listen(host, port)
+        # trio.current_time() looks the clock up through three calls; the router asks it
+        # several times per request.
+        self._proxy.now = trio.lowlevel.current_clock().current_time
         bound_port = int(listener.getsockname()[1])
         try:
             async with trio.open_nursery() as nursery:
@@ -163,6 +166,7 @@ class Router:
         client = Conn(sock)
         client_ip, local_port = _addresses(sock)
         keepalive = self.timeouts.client_keepalive
+        now = self._proxy.now
         idle: Timer | None = None
         try:
             # One scope for the connection's life: armed while waiting for a request head,
@@ -170,12 +174,12 @@ class Router:
             with trio.CancelScope() as scope:
                 idle = self._watchdog.arm(scope, math.inf)
                 while True:
-                    idle.at = trio.current_time() + keepalive
+                    idle.at = now() + keepalive
                     raw = await client.read_head()
                     if raw is None:
                         return
                     idle.at = math.inf
-                    received = trio.current_time()
+                    received = now()
                     try:
                         head = parse_request_head(raw)
                         keep = await self._dispatch(client, head, received, client_ip, local_port)
@@ -205,8 +209,8 @@ class Router:
     ) -> bool:
         """Serves one request; True if the connection may carry another."""
         target, host_value = _target_and_host(head)
-        host = normalize_host(host_value.decode("latin-1"))
-        keep_alive = head.version == b"1.1" and b"close" not in connection_tokens(head.headers)
+        host = _normalize_host(host_value)
+        keep_alive = head.version == b"1.1" and b"close" not in head.connection
         app = self.table.resolve(host)
         route = self.table.route(app) if app is not None else None
         if app is None or route is None:
@@ -277,6 +281,12 @@ def watchdog_tick(timeouts: RouterTimeouts) -> float:
     """A tenth of the shortest request timeout, so none fires more than 10% late."""
     shortest = min(timeouts.first_byte, timeouts.idle, timeouts.client_keepalive)
     return max(WATCHDOG_TICK_MIN, min(WATCHDOG_TICK_MAX, shortest / 10))
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalize_host(value: bytes) -> str:
+    """`normalize_host` of a Host header as sent: a client sends the same one on every request."""
+    return normalize_host(value.decode("latin-1"))
 
 
 def _target_and_host(head: RequestHead) -> tuple[bytes, bytes]:

@@ -24,7 +24,6 @@ from waka.controller._router_http1 import (
     UNTIL_CLOSE,
     RequestHead,
     ResponseHead,
-    connection_tokens,
 )
 
 VIA = b"1.1 waka"
@@ -50,6 +49,10 @@ _REPLACED = frozenset(
         b"expect",
     }
 )
+# Everything `upstream_request` leaves out of the client's headers (X-Forwarded-For is rebuilt).
+_NOT_FORWARDED = _HOP_BY_HOP | _REPLACED | {b"x-forwarded-for"}
+# Connection tokens that name no header to drop (or one the router must keep).
+_NOT_DROPPED = frozenset({b"close", b"keep-alive", b"upgrade", b"host"})
 _REASONS = {
     101: b"Switching Protocols",
     200: b"OK",
@@ -80,7 +83,7 @@ def is_upgrade(head: RequestHead) -> bool:
     return (
         head.version == b"1.1"
         and head.get(b"upgrade") is not None
-        and b"upgrade" in connection_tokens(head.headers)
+        and b"upgrade" in head.connection
     )
 
 
@@ -101,25 +104,29 @@ def upstream_request(
     upgrade: bool,
 ) -> bytes:
     """The request head for the dyno. `forwarded_for` comes from `forwarded_for()`."""
-    dropped = connection_tokens(head.headers) - {b"close", b"keep-alive", b"upgrade", b"host"}
+    dropped = head.connection - _NOT_DROPPED
     via: bytes | None = None
     lines = [b"%b %b HTTP/1.1" % (head.method, target)]
     append = lines.append
     for lower, name, value in head.headers:
-        if lower in _HOP_BY_HOP or lower in _REPLACED or lower in dropped:
-            continue
-        if lower == b"x-forwarded-for":
+        if lower in _NOT_FORWARDED or lower in dropped:
             continue
         if lower == b"via":
             via = value if via is None else via + b", " + value
             continue
         append(name + b": " + value)
-    append(b"X-Forwarded-For: " + forwarded_for)
-    append(b"X-Forwarded-Proto: " + proto)
-    append(b"X-Forwarded-Port: " + port)
-    append(b"X-Request-Start: %d" % start_ms)
-    append(b"X-Request-Id: " + request_id)
-    append(b"Via: " + (VIA if via is None else via + b", " + VIA))
+    append(
+        b"X-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\nX-Forwarded-Port: %b\r\n"
+        b"X-Request-Start: %d\r\nX-Request-Id: %b\r\nVia: %b"
+        % (
+            forwarded_for,
+            proto,
+            port,
+            start_ms,
+            request_id,
+            VIA if via is None else via + b", " + VIA,
+        )
+    )
     if upgrade:
         append(b"Connection: Upgrade")
         append(b"Upgrade: " + (head.get(b"upgrade") or b""))
@@ -139,7 +146,7 @@ def client_response(
     head: ResponseHead, *, framing: int, chunk_it: bool, close: bool, upgrade: bool
 ) -> bytes:
     """The response head for the client. `chunk_it`: the router sends the body chunked."""
-    dropped = connection_tokens(head.headers)
+    dropped = head.connection
     via: bytes | None = None
     lines = [b"HTTP/1.1 %d %b" % (head.status, head.reason)]
     append = lines.append

@@ -61,6 +61,7 @@ class RequestHead:
     version: bytes  # b"1.1" or b"1.0"
     headers: Headers
     framing: int  # a length >= 0, NO_BODY or CHUNKED
+    connection: set[bytes]  # the Connection header's tokens, lowercased (found while parsing)
 
     def get(self, name: bytes) -> bytes | None:
         for lower, _, value in self.headers:
@@ -75,6 +76,7 @@ class ResponseHead:
     status: int
     reason: bytes
     headers: Headers
+    connection: set[bytes]  # the Connection header's tokens, lowercased
 
     def get(self, name: bytes) -> bytes | None:
         for lower, _, value in self.headers:
@@ -127,10 +129,13 @@ def parse_request_head(head: bytes) -> RequestHead:
     else:
         raise ProtocolError(f"unsupported HTTP version {version[:20]!r}", 505)
     headers = _parse_block(head[line_end + 2 : -2])
-    return RequestHead(method, target, version, headers, _request_framing(version, headers))
+    connection: set[bytes] = set()
+    framing = _request_framing(version, headers, connection)
+    return RequestHead(method, target, version, headers, framing, connection)
 
 
-def _request_framing(version: bytes, headers: Headers) -> int:
+def _request_framing(version: bytes, headers: Headers, connection: set[bytes]) -> int:
+    """The request's body framing; fills `connection` with the Connection tokens on the way."""
     codings: list[bytes] = []
     lengths: list[bytes] = []
     for lower, _, value in headers:
@@ -138,6 +143,8 @@ def _request_framing(version: bytes, headers: Headers) -> int:
             codings.extend(c.strip().lower() for c in value.split(b","))
         elif lower == b"content-length":
             lengths.extend(v.strip() for v in value.split(b","))
+        elif lower == b"connection":
+            connection.update(t.strip().lower() for t in value.split(b","))
     if codings:
         if lengths:
             raise ProtocolError("both Transfer-Encoding and Content-Length")
@@ -167,7 +174,13 @@ def parse_response_head(head: bytes) -> ResponseHead:
         headers = _parse_block(head[line_end + 2 : -2])
     except ProtocolError as error:
         raise ProtocolError(str(error), 502) from error
-    return ResponseHead(b"1." + match.group(1), int(match.group(2)), match.group(3) or b"", headers)
+    return ResponseHead(
+        b"1." + match.group(1),
+        int(match.group(2)),
+        match.group(3) or b"",
+        headers,
+        connection_tokens(headers),
+    )
 
 
 def response_framing(request_method: bytes, head: ResponseHead) -> int:
@@ -230,13 +243,14 @@ class Conn:
         self.closed = False
         self._unyielded = 0
 
-    async def _yield_sometimes(self) -> None:
-        self._unyielded += 1
-        if self._unyielded >= self.FAIRNESS_OPS:
-            self._unyielded = 0
-            await trio.lowlevel.checkpoint()
+    async def _yield(self) -> None:
+        # Called when `_unyielded` reaches FAIRNESS_OPS; the counting is inlined at each call
+        # site because creating a coroutine for every operation costs more than the check.
+        self._unyielded = 0
+        await trio.lowlevel.checkpoint()
 
-    async def _fill(self) -> bool:
+    async def _receive(self) -> bytes:
+        """What one read returns (waiting for it if need be); b"" once the peer has closed."""
         sock = self.sock
         while True:
             try:
@@ -245,21 +259,43 @@ class Conn:
                 try:
                     await trio.lowlevel.wait_readable(sock)
                 except trio.ClosedResourceError:
-                    return False
+                    return b""
                 self._unyielded = 0
                 continue
             except OSError:
-                return False  # a reset reads like a close; the caller decides if it was early
-            break
+                return b""  # a reset reads like a close; the caller decides if it was early
+            self.received += len(data)
+            return data
+
+    async def _fill(self) -> bool:
+        data = await self._receive()
         if not data:
             return False
-        self.received += len(data)
         self.buffer += data
         return True
 
     async def read_head(self) -> bytes | None:
         """The next message head; None if the peer closed cleanly before sending any of it."""
         buffer = self.buffer
+        if not buffer:
+            # The common case: one read holds a whole head (a bodiless request, a small response
+            # with its body). The head is cut from the received bytes; only what follows it is
+            # buffered.
+            data = await self._receive()
+            if not data:
+                return None
+            end = data.find(b"\r\n\r\n") + 4
+            if end >= 4 and not data.startswith(b"\r\n"):
+                if end == len(data):
+                    head = data
+                else:
+                    head = data[:end]
+                    buffer += memoryview(data)[end:]
+                self._unyielded += 1
+                if self._unyielded >= self.FAIRNESS_OPS:
+                    await self._yield()
+                return head
+            buffer += data
         while True:
             # RFC 9112 2.2: ignore empty lines before a request line.
             while buffer[:2] == b"\r\n":
@@ -268,7 +304,9 @@ class Conn:
             if end >= 0:
                 head = bytes(buffer[: end + 4])
                 del buffer[: end + 4]
-                await self._yield_sometimes()
+                self._unyielded += 1
+                if self._unyielded >= self.FAIRNESS_OPS:
+                    await self._yield()
                 return head
             if len(buffer) > MAX_HEAD:
                 raise ProtocolError("message head too large", 431)
@@ -288,7 +326,9 @@ class Conn:
         else:
             data = bytes(buffer[:limit])
             del buffer[:limit]
-        await self._yield_sometimes()
+        self._unyielded += 1
+        if self._unyielded >= self.FAIRNESS_OPS:
+            await self._yield()
         return data
 
     async def read_line(self, limit: int) -> bytes:
@@ -327,7 +367,9 @@ class Conn:
             if view is None and done < total:
                 view = memoryview(data)
         self.sent += total
-        await self._yield_sometimes()
+        self._unyielded += 1
+        if self._unyielded >= self.FAIRNESS_OPS:
+            await self._yield()
 
     def close(self) -> None:
         """Closes the socket; a task waiting on it gets PeerClosed or end of stream."""

@@ -50,7 +50,6 @@ from waka.controller._router_http1 import (
     RequestHead,
     ResponseHead,
     chunk,
-    connection_tokens,
     copy_chunked,
     copy_length,
     copy_until_close,
@@ -179,6 +178,8 @@ class Proxy:
         self._metrics = metrics
         self._log = log_line
         self._timeouts = timeouts
+        # The trio clock; `Router.serve` swaps in the clock's own method, one call instead of three.
+        self.now: Callable[[], float] = trio.current_time
 
     async def handle(self, client: Conn, request: AppRequest, route: AppRoute) -> bool:
         """Serves one request for an app; True if the client connection may carry another."""
@@ -211,13 +212,15 @@ class Proxy:
             await self._fail(client, request, outcome, H80)
             return
         table = self._table
-        backend = table.choose(route, trio.current_time())
+        now = self.now
+        connect_started = now()
+        backend = table.choose(route, connect_started)
         if backend is None:
             error, backend = await self._wait_for_backend(request, route)
             if backend is None:
                 await self._fail(client, request, outcome, error or H14)
                 return
-        connect_started = trio.current_time()
+            connect_started = now()
         tried: list[str] = []
         timed_out = False
         upstream: Conn | None = None
@@ -225,7 +228,7 @@ class Proxy:
         for _ in range(MAX_CONNECT_ATTEMPTS):
             if backend is None:
                 current = table.route(request.app) or route
-                backend = table.choose(current, trio.current_time(), exclude=tried)
+                backend = table.choose(current, now(), exclude=tried)
                 if backend is None:
                     break
             address = backend.address
@@ -239,19 +242,19 @@ class Proxy:
                     table.release(address)
                     log.debug("router: %s", failure)
                     timed_out = timed_out or failure.timed_out
-                    table.quarantine(address, trio.current_time() + self._timeouts.quarantine)
+                    table.quarantine(address, now() + self._timeouts.quarantine)
                     tried.append(address)
                     backend = upstream = None
                     continue
             break
+        connected = now()
+        outcome.connect = connected - connect_started
         if upstream is None or backend is None:
-            outcome.connect = trio.current_time() - connect_started
             await self._fail(client, request, outcome, H19 if timed_out else H10)
             return
         outcome.dyno = backend.dyno
-        outcome.connect = trio.current_time() - connect_started
         try:
-            await self._exchange(client, request, backend, upstream, reused, outcome)
+            await self._exchange(client, request, backend, upstream, reused, outcome, connected)
         finally:
             table.release(backend.address)
 
@@ -272,7 +275,7 @@ class Proxy:
                 if current is None:
                     return H14, None
                 route = current
-                backend = self._table.choose(route, trio.current_time())
+                backend = self._table.choose(route, self.now())
                 if backend is not None:
                     return None, backend
         return H20, None
@@ -287,9 +290,11 @@ class Proxy:
         upstream: Conn,
         reused: bool,
         outcome: _Outcome,
+        service_started: float,
     ) -> None:
         head = request.head
         timeouts = self._timeouts
+        now = self.now
         upstream_head = upstream_request(
             head,
             target=request.target,
@@ -301,7 +306,6 @@ class Proxy:
             upgrade=request.upgrade,
         )
         sent_before = client.sent
-        service_started = trio.current_time()
         keep_upstream = False
         state: _Exchange | None = None
         try:
@@ -326,7 +330,7 @@ class Proxy:
             if scope.cancelled_caught:
                 keep_upstream = False
                 outcome.keep_client = False
-                outcome.service = trio.current_time() - service_started
+                outcome.service = now() - service_started
                 if not state.responded:
                     error = H28 if state.reading_client else H12
                     await self._fail(client, request, outcome, error)
@@ -334,7 +338,7 @@ class Proxy:
                     outcome.error = H15
         except _Failed as failed:
             keep_upstream = False
-            outcome.service = trio.current_time() - service_started
+            outcome.service = now() - service_started
             if client.sent == sent_before:
                 await self._fail(client, request, outcome, failed.error)
             else:
@@ -344,10 +348,11 @@ class Proxy:
                 self._watchdog.disarm(state.timer)
             if outcome.sent is None and client.sent != sent_before:
                 outcome.sent = client.sent - sent_before
+            ended = now()
             if outcome.service is None:
-                outcome.service = trio.current_time() - service_started
+                outcome.service = ended - service_started
             if keep_upstream and self._table.is_live(backend.address):
-                self._pool.checkin(backend.address, upstream, trio.current_time())
+                self._pool.checkin(backend.address, upstream, ended)
             else:
                 upstream.close()
 
@@ -483,7 +488,7 @@ class Proxy:
         """Sends the response to the client; True if the dyno connection can be reused."""
         state.responded = True
         timeouts = self._timeouts
-        state.timer.at = trio.current_time() + timeouts.idle
+        state.timer.at = self.now() + timeouts.idle
         outcome.status = response.status
         if response.status == 101:
             return await self._splice(
@@ -511,7 +516,7 @@ class Proxy:
         return (
             framing != UNTIL_CLOSE
             and response.version == b"1.1"
-            and b"close" not in connection_tokens(response.headers)
+            and b"close" not in response.connection
             and not upstream.buffer
         )
 
@@ -522,7 +527,7 @@ class Proxy:
         timer = state.timer
 
         def progress() -> None:
-            timer.at = trio.current_time() + idle
+            timer.at = self.now() + idle
 
         if chunk_it:
 
@@ -561,7 +566,7 @@ class Proxy:
         )
         await self._to_client(client, response_head)
         # The upgrade is logged when it happens: a WebSocket may stay open for hours.
-        outcome.service = trio.current_time() - service_started
+        outcome.service = self.now() - service_started
         outcome.sent = len(response_head)
         self._record(request, outcome)
         idle = self._timeouts.idle
@@ -574,7 +579,7 @@ class Proxy:
                     source.buffer.clear()
                     await target.send(data)
                 while data := await source.read_some():
-                    timer.at = trio.current_time() + idle
+                    timer.at = self.now() + idle
                     await target.send(data)
             except PeerClosed:
                 pass
@@ -592,10 +597,10 @@ class Proxy:
         """Streams the request body to the dyno, restarting the idle window on each chunk."""
         idle, first_byte = self._timeouts.idle, self._timeouts.first_byte
         timer = state.timer
-        timer.at = trio.current_time() + idle
+        timer.at = self.now() + idle
 
         def progress() -> None:
-            timer.at = trio.current_time() + idle
+            timer.at = self.now() + idle
 
         if head.framing == CHUNKED:
 
@@ -629,7 +634,7 @@ class Proxy:
             state.reading_client = False
         state.body_done = True
         if not state.responded:
-            timer.at = trio.current_time() + first_byte
+            timer.at = self.now() + first_byte
 
     # -- sending, failing and recording ---------------------------------------------------------
 
@@ -668,7 +673,7 @@ class Proxy:
         self._metrics.finished(
             request.app,
             outcome.status,
-            trio.current_time() - request.received,
+            self.now() - request.received,
             None if error is None else error.code,
         )
         head = request.head

@@ -20,7 +20,7 @@ dyno as up does not revive it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 import trio
@@ -178,29 +178,38 @@ class RoutingTable:
         """Every host that routes to `app`: its default host, then its custom domains."""
         return [f"{app}.{self.domain}", *sorted(h for h, a in self._custom.items() if a == app)]
 
-    def choose(self, route: AppRoute, now: float, exclude: Iterable[str] = ()) -> Backend | None:
+    def choose(self, route: AppRoute, now: float, exclude: Collection[str] = ()) -> Backend | None:
         """The backend for the next request: least in flight, ties round robin; None if none."""
-        excluded = set(exclude)
-        candidates = [
-            b
-            for b in route.backends
-            if b.address not in excluded and not self._is_draining(b.address)
-        ]
-        if not candidates:
-            return None
-        healthy = [b for b in candidates if self._quarantined_until(b.address) <= now]
+        # One pass over the backends with their states (this runs for every request).
+        states = self._states
+        candidates: list[tuple[Backend, _BackendState | None]] = []
+        healthy: list[tuple[Backend, _BackendState | None]] = []
+        for backend in route.backends:
+            if exclude and backend.address in exclude:
+                continue
+            state = states.get(backend.address)
+            if state is None:
+                healthy.append((backend, None))
+            elif not state.draining:
+                candidates.append((backend, state))
+                if state.quarantined_until <= now:
+                    healthy.append((backend, state))
         # When every dyno is quarantined, trying one beats refusing the request outright.
         pool = healthy or candidates
+        if not pool:
+            return None
         start = self._next.get(route.app, 0)
+        self._next[route.app] = start + 1
+        count = len(pool)
+        if count == 1:
+            return pool[0][0]
         best: Backend | None = None
         best_load = 0
-        count = len(pool)
         for i in range(count):
-            backend = pool[(start + i) % count]
-            load = self.in_flight(backend.address)
+            backend, state = pool[(start + i) % count]
+            load = state.in_flight if state is not None else 0
             if best is None or load < best_load:
                 best, best_load = backend, load
-        self._next[route.app] = start + 1
         return best
 
     def acquire(self, address: str) -> None:
