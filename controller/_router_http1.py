@@ -17,6 +17,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 import trio
 
@@ -30,6 +31,9 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET = re.compile(rb"[\x21-\x7e\x80-\xff]+")
 # Field values may hold HTAB, SP, visible ASCII and obs-text; CR, LF, NUL and other CTLs never.
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_REQUEST_LINE = re.compile(
+    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])"
+)
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 # Every header line of a head at once: a token, a colon, a value without control characters.
@@ -113,25 +117,30 @@ def _parse_block(block: bytes) -> Headers:
 def parse_request_head(head: bytes) -> RequestHead:
     """Parses a request head (everything up to and including the blank line)."""
     line_end = head.find(b"\r\n")
-    request_line = head[:line_end]
-    parts = request_line.split(b" ")
-    if len(parts) != 3:
-        raise ProtocolError(f"malformed request line {request_line[:80]!r}")
-    method, target, version = parts
-    if not _TOKEN.fullmatch(method):
-        raise ProtocolError(f"malformed method {method[:20]!r}")
-    if not _TARGET.fullmatch(target):
-        raise ProtocolError("malformed request target")
-    if version == b"HTTP/1.1":
-        version = b"1.1"
-    elif version == b"HTTP/1.0":
-        version = b"1.0"
+    match = _REQUEST_LINE.fullmatch(head, 0, line_end)
+    if match is not None:  # the common case, checked in one pass
+        method, target, minor = match.groups()
+        version = b"1.1" if minor == b"1" else b"1.0"
     else:
-        raise ProtocolError(f"unsupported HTTP version {version[:20]!r}", 505)
+        _request_line_error(head[:line_end])
     headers = _parse_block(head[line_end + 2 : -2])
     connection: set[bytes] = set()
     framing = _request_framing(version, headers, connection)
     return RequestHead(method, target, version, headers, framing, connection)
+
+
+def _request_line_error(request_line: bytes) -> NoReturn:
+    """Says what is wrong with a request line `_REQUEST_LINE` refused."""
+    parts = request_line.split(b" ")
+    if len(parts) == 3:
+        method, target, version = parts
+        if not _TOKEN.fullmatch(method):
+            raise ProtocolError(f"malformed method {method[:20]!r}")
+        if not _TARGET.fullmatch(target):
+            raise ProtocolError("malformed request target")
+        if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+            raise ProtocolError(f"unsupported HTTP version {version[:20]!r}", 505)
+    raise ProtocolError(f"malformed request line {request_line[:80]!r}")
 
 
 def _request_framing(version: bytes, headers: Headers, connection: set[bytes]) -> int:
