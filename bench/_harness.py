@@ -42,6 +42,13 @@ class Waka:
     api: str
     http: str
     token: str
+    # With `start_waka(split=True)`: the agent, in its own process (`process` is the controller).
+    agent: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pids(self) -> list[int]:
+        """The processes waka runs in (one for `waka up`)."""
+        return [self.process.pid] + ([self.agent.pid] if self.agent else [])
 
     @property
     def env(self) -> dict[str, str]:
@@ -65,18 +72,22 @@ class Waka:
         return list(reply.dynos)
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(120)
+        for process in (self.agent, self.process):  # the agent first: it stops its dynos
+            if process is not None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(120)
 
 
-def start_waka(*extra: str) -> Waka:
+def start_waka(*extra: str, split: bool = False) -> Waka:
+    """`waka up` on free ports; with `split`, `waka server` and `waka agent` on this host instead,
+    as a fleet runs them (the agent talks to the controller over its mutual-TLS API)."""
     data_dir = Path(tempfile.mkdtemp(prefix="waka-bench-")) / "data"
     data_dir.mkdir()
     log = (data_dir.parent / "waka.log").open("wb")
     process = subprocess.Popen(
         [
             WAKA,
-            "up",
+            "server" if split else "up",
             "--data-dir",
             str(data_dir),
             "--api",
@@ -94,6 +105,30 @@ def start_waka(*extra: str) -> Waka:
         start_new_session=True,
     )
 
+    agent = None
+    if split:
+        controller_json = data_dir / "controller.json"
+        info = wait_for(lambda: json.loads(controller_json.read_text()), 60, "waka server")
+        agent = subprocess.Popen(
+            [
+                WAKA,
+                "agent",
+                "--data-dir",
+                str(data_dir / "agent"),
+                "--controller",
+                info["api"],
+                "--token",
+                (data_dir / "join-token").read_text().strip(),
+                "--leave-timeout",
+                "0",
+                "--log-level",
+                "warning",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
     def ready():
         info = json.loads((data_dir / "controller.json").read_text())
         return info if (data_dir / "agent" / "node.json").exists() else None
@@ -101,7 +136,7 @@ def start_waka(*extra: str) -> Waka:
     info = wait_for(ready, 60, "waka up")
     time.sleep(0.5)  # let the agent's session settle before timing anything
     token = (data_dir / "admin-token").read_text().strip()
-    return Waka(process, data_dir, info["api"], info["http"], token)
+    return Waka(process, data_dir, info["api"], info["http"], token, agent)
 
 
 def summary(values: list[float]) -> str:

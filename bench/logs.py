@@ -3,7 +3,8 @@
     .venv/bin/python bench/logs.py [--runs N] [--lines N] [--dynos N] [--steady-seconds S]
                                    [--skip-e2e] [--skip-baselines]
 
-End to end, on a real `waka up` (controller and agent in one process, as on a single host):
+End to end, on a real `waka up` (controller and agent in one process, as on a single host), or
+with `--split` on `waka server` and `waka agent` as two processes (as a fleet runs them):
 worker dynos print numbered, timestamped lines (`<n> <time_ns> <padding>`), a gRPC tail (follow,
 source app) reads them.
 - burst: N lines in all, split over D dynos that start printing at the same instant, each as
@@ -79,9 +80,12 @@ while True:
 START_DELAY = 4.0
 
 
-def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
+def cpu_seconds(*pids: int) -> float:
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
 
 
 @dataclass
@@ -175,7 +179,8 @@ def flood_limited(waka: Waka, app: str) -> int:
 @dataclass
 class Phase:
     reading: Reading
-    cpu: float  # seconds the waka process used while the lines went through
+    cpu: float  # seconds waka's processes used while the lines went through
+    controller_cpu: float  # of which the controller's process (all of it under `waka up`)
     l12: int
 
 
@@ -196,15 +201,16 @@ def run_phase(
         waka.cli("config:set", "-a", app, f"BENCH_START={time.time() + START_DELAY}")
         waka.cli("ps:scale", f"worker={dynos}", "-a", app)
         time.sleep(max(0.0, START_DELAY - 1.0))
-        cpu_before = cpu_seconds(waka.process.pid)
+        cpu_before = cpu_seconds(*waka.pids), cpu_seconds(waka.process.pid)
         budget = 60 + (lines_per_dyno / rate if rate > 0 else reading.expected / 20_000)
         if not reading.done.wait(budget):
             print(f"  ({app}: timed out with {reading.count} of {reading.expected} lines)")
-        cpu = cpu_seconds(waka.process.pid) - cpu_before
+        cpu = cpu_seconds(*waka.pids) - cpu_before[0]
+        controller_cpu = cpu_seconds(waka.process.pid) - cpu_before[1]
     finally:
         stop()
         waka.cli("ps:scale", "worker=0", "-a", app)
-    return Phase(reading, cpu, flood_limited(waka, app))
+    return Phase(reading, cpu, controller_cpu, flood_limited(waka, app))
 
 
 def report_burst(phase: Phase) -> float:
@@ -217,10 +223,17 @@ def report_burst(phase: Phase) -> float:
     print(
         f"  burst: {len(seen)} lines, {rate:,.0f} lines/s from first print to last read"
         f" ({reader:,.0f} at the reader); waka CPU {phase.cpu:.1f} s"
-        f" ({phase.cpu / len(seen) * 1e6:.1f} µs/line); lost {lost}"
+        f" ({phase.cpu / len(seen) * 1e6:.1f} µs/line"
+        f"{_controller_share(phase, len(seen))}); lost {lost}"
         f" (L11 {l11}, L12 {phase.l12})"
     )
     return rate
+
+
+def _controller_share(phase: Phase, lines: int) -> str:
+    if phase.controller_cpu == phase.cpu:
+        return ""
+    return f", of which the controller {phase.controller_cpu / lines * 1e6:.1f} µs/line"
 
 
 def report_steady(phase: Phase) -> tuple[float, float]:
@@ -238,8 +251,9 @@ def report_steady(phase: Phase) -> tuple[float, float]:
     return percentile(total, 0.5), percentile(total, 0.99)
 
 
-def end_to_end(runs: int, lines: int, dynos: int, steady_seconds: float) -> None:
-    waka = start_waka()
+def end_to_end(runs: int, lines: int, dynos: int, steady_seconds: float, split: bool) -> None:
+    waka = start_waka(split=split)
+    print("waka server + waka agent (two processes)" if split else "waka up (one process)")
     work = Path(tempfile.mkdtemp(prefix="waka-bench-logs-"))
     try:
         per_dyno = lines // dynos
@@ -457,12 +471,18 @@ def main() -> None:
         "--dynos", type=int, default=10, help="burst dynos (each stays within its flood limit)"
     )
     parser.add_argument("--steady-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="run `waka server` and `waka agent` as two processes, as a fleet does, instead of"
+        " `waka up`",
+    )
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-baselines", action="store_true")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
     if not args.skip_e2e:
-        end_to_end(args.runs, args.lines, args.dynos, args.steady_seconds)
+        end_to_end(args.runs, args.lines, args.dynos, args.steady_seconds, args.split)
     if not args.skip_baselines:
         baselines(args.runs, args.lines, min(args.steady_seconds, 10.0))
     print(f"load average {os.getloadavg()[0]:.1f} at the end")

@@ -127,26 +127,36 @@ class LogIngest:
         """Publishes the batch's new lines (replays are dropped) and queues them for the disk;
         returns the highest seq in the batch. They are stored by the next `sync`."""
         last = self._last_seq.get(node_id, 0)
-        received = last
         offsets = self._stream_offsets
         moved = self._moved_streams
+        lines = batch.lines
         fresh: list[LogLine] = []
-        for line in batch.lines:
+        keep = fresh.append
+        # Whether `fresh` is the whole batch, of one app: the usual case, published (and
+        # stored, and sent to tails) as the batch itself, with no per-line copy.
+        app = lines[0].app if lines else ""
+        whole = True
+        for line in lines:
             seq = line.seq
-            received = max(received, seq)
-            if seq and seq <= last:
-                continue
-            last = max(last, seq)
+            if seq:
+                if seq <= last:
+                    whole = False
+                    continue
+                last = seq  # an agent's seqs rise through its batches
             stream = line.stream
             if stream:
                 # A line a restarted agent read again: stored already under an older seq.
                 end = line.offset
                 if end <= offsets.get(stream, 0):
+                    whole = False
                     continue
                 offsets[stream] = moved[stream] = end
+            if whole and line.app != app:
+                whole = False
             text = line.text
             # A str of at most MAX_LINE_BYTES // 4 characters cannot exceed the byte bound.
             if len(text) > MAX_LINE_BYTES // 4 and len(text.encode()) > MAX_LINE_BYTES:
+                whole = False
                 fresh.extend(
                     LogLine(
                         time_us=line.time_us,
@@ -159,13 +169,15 @@ class LogIngest:
                     for part in split_long(text)
                 )
             else:
-                fresh.append(line)
+                keep(line)
         if last != self._last_seq.get(node_id, 0):
             self._last_seq[node_id] = self._moved_seq[node_id] = last
         self._taken += 1
-        if fresh:
+        if whole and fresh:
+            self._hub.publish_app(app, fresh, batch)
+        elif fresh:
             self._hub.publish(fresh)
-        return received
+        return last
 
     async def sync(self) -> None:
         """Returns once every batch taken before the call is stored: its lines on disk, then

@@ -484,10 +484,11 @@ class LogsServicer(_Base, pb_grpc.LogsServicer):
             for i in range(0, len(history), TAIL_BATCH):
                 yield LogBatch(lines=history[i : i + TAIL_BATCH])
             while context.is_active():
-                batch = bridge.run(tail.next_batch)
-                if batch is None:
+                # Already serialized: live lines mostly go out as the agents' batches were.
+                payload = bridge.run(tail.next_payload)
+                if payload is None:
                     return
-                yield LogBatch(lines=batch)
+                yield payload
         finally:
             bridge.call_soon(hub.close_tail, tail)
 
@@ -522,6 +523,37 @@ async def _pump_user_input(requests: Iterator[pb.RunInput], rendezvous: Rendezvo
         rendezvous.close()
 
 
+class _Registrations:
+    """Stands in for a server to a generated `add_*Servicer_to_server`: keeps its handlers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.service, self.handlers = service, handlers
+
+
+def _log_batch_bytes(batch: LogBatch | bytes) -> bytes:
+    return batch if isinstance(batch, bytes) else batch.SerializeToString()
+
+
+def _add_logs_servicer(servicer: LogsServicer, server: grpc.Server) -> None:
+    """The generated registration, except that Tail may also yield a LogBatch already
+    serialized (as bytes)."""
+    registrations = _Registrations()
+    pb_grpc.add_LogsServicer_to_server(servicer, registrations)
+    handlers = dict(registrations.handlers)
+    handlers["Tail"] = handlers["Tail"]._replace(response_serializer=_log_batch_bytes)
+    service = registrations.service
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
+
+
 def add_platform_servicers(server: grpc.Server, services: Services) -> list[str]:
     """Registers every user-facing service; returns their full names (for reflection)."""
     pb_grpc.add_AppsServicer_to_server(AppsServicer(services), server)
@@ -530,7 +562,7 @@ def add_platform_servicers(server: grpc.Server, services: Services) -> list[str]
     pb_grpc.add_DynosServicer_to_server(DynosServicer(services), server)
     pb_grpc.add_ConfigServicer_to_server(ConfigServicer(services), server)
     pb_grpc.add_BuildsServicer_to_server(BuildsServicer(services), server)
-    pb_grpc.add_LogsServicer_to_server(LogsServicer(services), server)
+    _add_logs_servicer(LogsServicer(services), server)
     pb_grpc.add_NodesServicer_to_server(NodesServicer(services), server)
     pb_grpc.add_DomainsServicer_to_server(DomainsServicer(services), server)
     pb_grpc.add_BuildpacksServicer_to_server(BuildpacksServicer(services), server)

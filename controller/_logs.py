@@ -15,13 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
 
-from waka.v1.common_pb2 import LogLine
+from waka.v1.common_pb2 import LogBatch, LogLine
 
 if TYPE_CHECKING:
     from waka.controller._logstore import LogStore
@@ -49,6 +49,19 @@ class LogFilter:
         # As Logplex does: `web` matches `web.1` and `web.2`, `web.1` only itself.
         return not self.dyno or line.dyno == self.dyno or line.dyno.startswith(self.dyno + ".")
 
+    def select(self, lines: Sequence[LogLine]) -> Sequence[LogLine]:
+        """The lines that match (`lines` itself when all do): `matches`, a batch at a time."""
+        selected = lines
+        if self.source:
+            source = self.source
+            selected = [line for line in selected if line.source == source]
+        if self.dyno:
+            dyno, prefix = self.dyno, self.dyno + "."
+            selected = [
+                line for line in selected if line.dyno == dyno or line.dyno.startswith(prefix)
+            ]
+        return lines if len(selected) == len(lines) else selected
+
 
 def now_us(clock: Callable[[], float] = time.time) -> int:
     return int(clock() * 1_000_000)
@@ -70,6 +83,29 @@ def split_long(text: str) -> list[str]:
     ]
 
 
+@dataclass
+class _Piece:
+    """Lines a tail holds, as they were offered together; `batch`, when known, is a LogBatch
+    holding exactly these lines, so they are sent on as its serialization with no copying."""
+
+    lines: Sequence[LogLine]
+    batch: LogBatch | None = None
+    _payload: bytes | None = None
+
+    def payload(self) -> bytes:
+        if self._payload is None:
+            if self.batch is None:
+                self.batch = LogBatch(lines=self.lines)
+            self._payload = self.batch.SerializeToString()
+        return self._payload
+
+    def cut(self, count: int) -> _Piece:
+        """Takes the first `count` lines off this piece and returns them."""
+        front = _Piece(self.lines[:count])
+        self.lines, self.batch, self._payload = self.lines[count:], None, None
+        return front
+
+
 class Tail:
     """One reader's view of an app's stream: a bounded buffer that drops its oldest lines."""
 
@@ -78,45 +114,74 @@ class Tail:
         self.filter = log_filter
         self._capacity = capacity
         self._clock = clock
-        self._buffer: deque[LogLine] = deque()
+        self._pieces: deque[_Piece] = deque()
+        self._buffered = 0
         self._dropped = 0
         self._dropped_since_us = 0
         self._wakeup = trio.Event()
         self.closed = False
 
-    def offer(self, lines: Iterable[LogLine]) -> None:
-        for line in lines:
-            if not self.filter.matches(line):
-                continue
-            if len(self._buffer) >= self._capacity:
-                self._buffer.popleft()
-                if not self._dropped:
-                    self._dropped_since_us = now_us(self._clock)
-                self._dropped += 1
-            self._buffer.append(line)
-        if self._buffer:
-            self._wakeup.set()
+    def offer(self, lines: Sequence[LogLine], batch: LogBatch | None = None) -> None:
+        """Buffers the lines that pass the filter; `batch`, if given, holds exactly `lines`."""
+        selected = self.filter.select(lines)
+        if not selected:
+            return
+        self._pieces.append(_Piece(selected, batch if selected is lines else None))
+        self._buffered += len(selected)
+        overflow = self._buffered - self._capacity
+        if overflow > 0:
+            if not self._dropped:
+                self._dropped_since_us = now_us(self._clock)
+            self._dropped += overflow
+            self._buffered -= overflow
+            while overflow:
+                oldest = self._pieces[0]
+                if len(oldest.lines) <= overflow:
+                    overflow -= len(self._pieces.popleft().lines)
+                else:
+                    oldest.cut(overflow)
+                    overflow = 0
+        self._wakeup.set()
 
     async def next_batch(
         self, max_lines: int = TAIL_BATCH_LINES, max_bytes: int = TAIL_BATCH_BYTES
     ) -> list[LogLine] | None:
         """The next lines for this reader (at least one, at most max_lines and about max_bytes
-        of text), waiting for some; None once the tail is closed."""
-        while not self._buffer and not self.closed:
+        serialized), waiting for some; None once the tail is closed."""
+        pieces = await self._next_pieces(max_lines, max_bytes)
+        return None if pieces is None else [line for piece in pieces for line in piece.lines]
+
+    async def next_payload(
+        self, max_lines: int = TAIL_BATCH_LINES, max_bytes: int = TAIL_BATCH_BYTES
+    ) -> bytes | None:
+        """Like `next_batch`, as one serialized LogBatch (serialized batches concatenate)."""
+        pieces = await self._next_pieces(max_lines, max_bytes)
+        return None if pieces is None else b"".join(piece.payload() for piece in pieces)
+
+    async def _next_pieces(self, max_lines: int, max_bytes: int) -> list[_Piece] | None:
+        while not self._pieces and not self.closed:
             await self._wakeup.wait()
             self._wakeup = trio.Event()
-        if self.closed and not self._buffer:
+        if self.closed and not self._pieces:
             return None
-        batch: list[LogLine] = []
+        taken: list[_Piece] = []
         if self._dropped:
-            batch.append(self._overflow_line())
+            taken.append(_Piece([self._overflow_line()]))
             self._dropped = 0
-        size = 0
-        while self._buffer and len(batch) < max_lines and (size < max_bytes or not batch):
-            line = self._buffer.popleft()
-            size += len(line.text) + 64  # the other fields and the framing, roughly
-            batch.append(line)
-        return batch
+        lines = size = 0
+        while self._pieces and lines < max_lines and (size < max_bytes or not taken):
+            head = self._pieces[0]
+            count = min(len(head.lines), max_lines - lines)
+            # The share of the piece's size these lines take, as an estimate (lines of a piece
+            # are alike); only a piece that seems not to fit is measured line by line.
+            if count > 1 and size + len(head.payload()) * count // len(head.lines) > max_bytes:
+                count = _fitting(head.lines[:count], max_bytes - size)
+            piece = head.cut(count) if count < len(head.lines) else self._pieces.popleft()
+            taken.append(piece)
+            lines += len(piece.lines)
+            size += len(piece.payload())
+        self._buffered -= lines
+        return taken
 
     def close(self) -> None:
         self.closed = True
@@ -133,6 +198,16 @@ class Tail:
                 f"messages since {format_time(self._dropped_since_us)}."
             ),
         )
+
+
+def _fitting(lines: Sequence[LogLine], room: int) -> int:
+    """How many of the first lines fit in `room` bytes serialized (at least one)."""
+    size = 0
+    for count, line in enumerate(lines):
+        size += line.ByteSize() + 5  # the field's tag and length
+        if size >= room:
+            return count + 1
+    return len(lines)
 
 
 class LogHub:
@@ -163,16 +238,23 @@ class LogHub:
         for line in lines:
             by_app.setdefault(line.app, []).append(line)
         for app, app_lines in by_app.items():
-            history = self._history.get(app)
-            if history is None:
-                history = self._history[app] = deque(maxlen=self._history_size)
-            history.extend(app_lines)
-            for tail in self._tails.get(app, ()):
-                tail.offer(app_lines)
-            if self._store is not None:
-                self._store.append(app_lines)
-            for sink in self._sinks:
-                sink(app_lines)
+            self.publish_app(app, app_lines)
+
+    def publish_app(
+        self, app: str, lines: Sequence[LogLine], batch: LogBatch | None = None
+    ) -> None:
+        """Publishes lines that are all of `app`; `batch`, if given, is a LogBatch holding
+        exactly these lines (the tails and the store then pass it on instead of copying)."""
+        history = self._history.get(app)
+        if history is None:
+            history = self._history[app] = deque(maxlen=self._history_size)
+        history.extend(lines)
+        for tail in self._tails.get(app, ()):
+            tail.offer(lines, batch)
+        if self._store is not None:
+            self._store.append_app(app, lines, batch=batch)
+        for sink in self._sinks:
+            sink(lines if isinstance(lines, list) else list(lines))
 
     def emit(self, app: str, text: str, *, source: str = "waka", dyno: str = "api") -> None:
         """Publishes a platform line, e.g. `waka[api]: Release v2 created by admin`."""

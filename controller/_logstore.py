@@ -18,7 +18,10 @@ Seqs go on from the highest one on disk, which the constructor reads (each app's
 of its active segment, which also cuts off a torn record): construct the store on a worker thread.
 
 Ingest never waits for the disk: `append` puts lines on a bounded in-memory queue and returns.
-`run` (a trio task) writes the queue in batches on a worker thread. If the queue is full the new
+The queue holds chunks (one app's lines with consecutive seqs, as handed in together), not lines:
+the trio thread does no per-line work here. `run` (a trio task) writes the queue in batches on a
+worker thread. A chunk handed in with the LogBatch it came in (`append_app(..., batch=)`) is
+stored as that batch's serialization, with no per-line copy. If the queue is full the new
 lines are dropped and counted, and once the writer has caught up the stream is told how many.
 Queries read the files on a worker thread and merge in what is still queued, so they see every
 line handed in before they were called.
@@ -40,7 +43,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,6 +62,8 @@ SEGMENT_FRACTION = 16
 MIN_SEGMENT_BYTES = 64 * 1024
 # A segment is sealed once it spans 1/28 of the age bound (6 h of 7 days), so expiry is gradual.
 SEGMENT_AGE_FRACTION = 28
+# Chunks with consecutive seqs are joined into records of up to this many lines; a chunk that
+# came as one agent batch (at most 2000 lines, 1 MB) stays whole.
 RECORD_LINES = 1000
 SWEEP_INTERVAL = 60.0
 
@@ -102,12 +107,17 @@ class Record:
         return list(LogBatch.FromString(self.payload).lines)
 
 
-def encode_record(first_seq: int, lines: list[LogLine]) -> bytes:
+def encode_lines(lines: Sequence[LogLine]) -> bytes:
+    """The lines as a serialized LogBatch."""
     batch = LogBatch()
     batch.lines.extend(lines)
-    payload = batch.SerializeToString()
-    times = [line.time_us for line in lines]
-    rest = HEADER.pack(0, 0, first_seq, len(lines), min(times), max(times))[_CRC_START:]
+    return batch.SerializeToString()
+
+
+def encode_record(first_seq: int, count: int, min_us: int, max_us: int, payload: bytes) -> bytes:
+    """One record: `payload` is the serialized LogBatch of `count` lines numbered from
+    `first_seq`, with times from `min_us` to `max_us`."""
+    rest = HEADER.pack(0, 0, first_seq, count, min_us, max_us)[_CRC_START:]
     crc = zlib.crc32(payload, zlib.crc32(rest))
     return struct.pack("<II", len(payload), crc) + rest + payload
 
@@ -202,8 +212,24 @@ class _Forget:
     app: str
 
 
-# A queued line (with its seq), or the order to delete an app's history.
-_Entry = tuple[int, LogLine] | _Forget
+@dataclass(frozen=True)
+class _Chunk:
+    """Lines of one app handed in together; their seqs run from `first_seq`. `batch`, when
+    known, is a LogBatch holding exactly these lines."""
+
+    app: str
+    first_seq: int
+    lines: Sequence[LogLine]
+    batch: LogBatch | None = None
+
+    def payload(self) -> bytes:
+        if self.batch is not None:
+            return self.batch.SerializeToString()
+        return encode_lines(self.lines)
+
+
+# Queued lines, or the order to delete an app's history.
+_Entry = _Chunk | _Forget
 
 
 @dataclass
@@ -258,26 +284,37 @@ class LogStore:
     # ------------------------------------------------------------------ trio thread
 
     def append(self, lines: Iterable[LogLine]) -> None:
-        """Queues lines for the disk. Never blocks; when the queue is full the lines are dropped
-        and counted."""
-        if self._closed:
-            return
+        """Queues lines of any apps for the disk (see `append_app`)."""
+        by_app: dict[str, list[LogLine]] = {}
         for line in lines:
-            app = line.app
-            if self._pending_lines >= self._max_pending:
-                self._lose(app, 1)
-                continue
-            seq = self._next_seq.get(app, 1)
-            self._next_seq[app] = seq + 1
-            self._pending.append((seq, line))
-            self._pending_lines += 1
+            by_app.setdefault(line.app, []).append(line)
+        for app, app_lines in by_app.items():
+            self.append_app(app, app_lines)
+
+    def append_app(
+        self, app: str, lines: Sequence[LogLine], *, batch: LogBatch | None = None
+    ) -> None:
+        """Queues lines of one app for the disk; `batch`, if given, holds exactly these lines.
+        Never blocks; what does not fit in the queue is dropped and counted."""
+        if self._closed or not lines:
+            return
+        room = self._max_pending - self._pending_lines
+        if room < len(lines):
+            self._lose(app, len(lines) - max(room, 0))
+            if room <= 0:
+                return
+            lines, batch = lines[:room], None
+        seq = self._next_seq.get(app, 1)
+        self._next_seq[app] = seq + len(lines)
+        self._pending.append(_Chunk(app, seq, lines, batch))
+        self._pending_lines += len(lines)
         self._wakeup.set()
 
     def forget(self, app: str) -> None:
         """Deletes an app's history (the app was destroyed); later lines start a new one."""
         self._floor[app] = self._next_seq.get(app, 1)
-        self._pending = [e for e in self._pending if isinstance(e, _Forget) or e[1].app != app]
-        self._pending_lines = sum(1 for e in self._pending if not isinstance(e, _Forget))
+        self._pending = [e for e in self._pending if isinstance(e, _Forget) or e.app != app]
+        self._pending_lines = sum(len(e.lines) for e in self._pending if isinstance(e, _Chunk))
         self._pending.append(_Forget(app))
         self._losses.pop(app, None)
         self._wakeup.set()
@@ -400,55 +437,54 @@ class LogStore:
     def _write(self, entries: list[_Entry]) -> dict[str, int]:
         """Appends entries to their apps' segments; returns how many lines failed, per app."""
         failed: dict[str, int] = {}
-        run: dict[str, list[tuple[int, LogLine]]] = {}
+        run: dict[str, list[_Chunk]] = {}
         for entry in entries:
             if isinstance(entry, _Forget):
                 self._flush_runs(run, failed)
                 run = {}
                 self._delete_app(entry.app)
             else:
-                run.setdefault(entry[1].app, []).append(entry)
+                run.setdefault(entry.app, []).append(entry)
         self._flush_runs(run, failed)
         return failed
 
-    def _flush_runs(
-        self, runs: dict[str, list[tuple[int, LogLine]]], failed: dict[str, int]
-    ) -> None:
-        for app, entries in runs.items():
+    def _flush_runs(self, runs: dict[str, list[_Chunk]], failed: dict[str, int]) -> None:
+        for app, chunks in runs.items():
             if not _APP_NAME.match(app):
-                log.warning("not storing %d lines of an app named %r", len(entries), app)
+                lines = sum(len(chunk.lines) for chunk in chunks)
+                log.warning("not storing %d lines of an app named %r", lines, app)
                 continue
             try:
-                self._append_app(app, entries)
+                self._append_app(app, chunks)
             except OSError as error:
                 log.error("cannot store the log history of %s: %s", app, error)
-                failed[app] = failed.get(app, 0) + len(entries)
+                failed[app] = failed.get(app, 0) + sum(len(chunk.lines) for chunk in chunks)
 
-    def _append_app(self, app: str, entries: list[tuple[int, LogLine]]) -> None:
+    def _append_app(self, app: str, chunks: list[_Chunk]) -> None:
         with self._lock:
             app_log = self._app_log(app, create=True)
             assert app_log is not None
             now = now_us(self._clock)
-            i = 0
-            while i < len(entries):
-                # A record is a run of consecutive seqs (a forgotten app's lines leave gaps).
-                first_seq = entries[i][0]
-                j = i + 1
-                while (
-                    j < len(entries)
-                    and j - i < RECORD_LINES
-                    and entries[j][0] == first_seq + (j - i)
-                ):
-                    j += 1
-                lines = [line for _, line in entries[i:j]]
-                self._write_record(app_log, first_seq, lines, now)
-                i = j
+            for group in _records(chunks):
+                times = [line.time_us for chunk in group for line in chunk.lines]
+                # Serialized LogBatches concatenate into the LogBatch of all their lines.
+                payload = b"".join(chunk.payload() for chunk in group)
+                self._write_record(
+                    app_log, group[0].first_seq, len(times), min(times), max(times), payload, now
+                )
             self._enforce_size(app_log)
 
     def _write_record(
-        self, app_log: AppLog, first_seq: int, lines: list[LogLine], now: int
+        self,
+        app_log: AppLog,
+        first_seq: int,
+        count: int,
+        min_us: int,
+        max_us: int,
+        payload: bytes,
+        now: int,
     ) -> None:
-        record = encode_record(first_seq, lines)
+        record = encode_record(first_seq, count, min_us, max_us, payload)
         active = app_log.segments[-1] if app_log.segments else None
         if active is None or (
             active.lines
@@ -463,13 +499,12 @@ class LogStore:
                 app_log.save_index()
         with (app_log.directory / active.name).open("ab") as f:
             f.write(record)
-        times = [line.time_us for line in lines]
         if not active.lines:
-            active.first_seq, active.min_us, active.max_us = first_seq, min(times), max(times)
-        active.min_us = min(active.min_us, *times)
-        active.max_us = max(active.max_us, *times)
-        active.last_seq = first_seq + len(lines) - 1
-        active.lines += len(lines)
+            active.first_seq, active.min_us, active.max_us = first_seq, min_us, max_us
+        active.min_us = min(active.min_us, min_us)
+        active.max_us = max(active.max_us, max_us)
+        active.last_seq = first_seq + count - 1
+        active.lines += count
         active.size += len(record)
 
     def _enforce_size(self, app_log: AppLog) -> None:
@@ -527,13 +562,14 @@ class LogStore:
             return app_log.directory, [Segment(**asdict(s)) for s in app_log.segments]
 
     def _read(self, app: str, window: _Window, entries: list[_Entry], limit: int) -> list[LogLine]:
-        queued = [e for e in entries if not isinstance(e, _Forget) and e[1].app == app]
+        queued = [e for e in entries if isinstance(e, _Chunk) and e.app == app]
         # Lines still queued are not read from disk even if the writer has stored them since.
-        disk_upto = min(window.upto, queued[0][0] - 1) if queued else window.upto
+        disk_upto = min(window.upto, queued[0].first_seq - 1) if queued else window.upto
         newest_first: list[LogLine] = []
-        for seq, line in reversed(queued):
-            if window.admits(seq, line) and len(newest_first) < limit:
-                newest_first.append(line)
+        for chunk in reversed(queued):
+            for seq, line in reversed(list(enumerate(chunk.lines, start=chunk.first_seq))):
+                if window.admits(seq, line) and len(newest_first) < limit:
+                    newest_first.append(line)
         directory, segments = self._segments_of(app)
         for segment in reversed(segments):
             if len(newest_first) >= limit:
@@ -609,6 +645,31 @@ class _Window:
             and self.admits_time(line)
             and self.log_filter.matches(line)
         )
+
+
+def _records(chunks: list[_Chunk]) -> Iterator[list[_Chunk]]:
+    """The chunks (of one app, in seq order) grouped into records: runs of consecutive seqs (a
+    forgotten app's lines leave gaps) of at most RECORD_LINES lines, except that a longer chunk
+    that came as one batch stays whole, and a longer one that did not is cut."""
+    group: list[_Chunk] = []
+    size = 0
+    for chunk in chunks:
+        if len(chunk.lines) > RECORD_LINES and chunk.batch is None:
+            if group:
+                yield group
+            group, size = [], 0
+            for start in range(0, len(chunk.lines), RECORD_LINES):
+                part = chunk.lines[start : start + RECORD_LINES]
+                yield [_Chunk(chunk.app, chunk.first_seq + start, part)]
+            continue
+        follows = group and group[-1].first_seq + len(group[-1].lines) == chunk.first_seq
+        if group and (not follows or size + len(chunk.lines) > RECORD_LINES):
+            yield group
+            group, size = [], 0
+        group.append(chunk)
+        size += len(chunk.lines)
+    if group:
+        yield group
 
 
 def _records_of(path: Path) -> list[Record]:

@@ -1,7 +1,7 @@
 import trio
 
 from waka.controller._logs import LogFilter, LogHub, split_long
-from waka.v1.common_pb2 import LogLine
+from waka.v1.common_pb2 import LogBatch, LogLine
 
 
 def line(text, app="a", source="app", dyno="web.1"):
@@ -106,5 +106,34 @@ def test_tail_batches_are_bounded_in_lines_and_in_bytes():
         # A line is always taken, even past the byte bound.
         assert texts(await tail.next_batch(max_lines=3, max_bytes=1)) == ["0"]
         assert texts(await tail.next_batch(max_lines=3)) == ["1", "2", "3"]
+
+    trio.run(main)
+
+
+def test_a_tail_sends_a_batch_it_was_offered_whole_as_it_came_or_only_what_matches():
+    async def main():
+        hub = LogHub()
+        _, everything = hub.open_tail("a", LogFilter(), 0)
+        _, web = hub.open_tail("a", LogFilter(dyno="web"), 0)
+        batch = LogBatch(lines=[line("1"), line("2", dyno="worker.1"), line("3", dyno="web.2")])
+        hub.publish_app("a", batch.lines, batch)
+        assert LogBatch.FromString(await everything.next_payload()) == batch
+        assert texts(LogBatch.FromString(await web.next_payload()).lines) == ["1", "3"]
+
+    trio.run(main)
+
+
+def test_an_overflowing_tail_drops_its_oldest_lines_across_batches_and_says_how_many():
+    async def main():
+        hub = LogHub(tail_buffer=5)
+        _, tail = hub.open_tail("a", LogFilter(), 0)
+        first = LogBatch(lines=[line(str(i)) for i in range(3)])
+        hub.publish_app("a", first.lines, first)
+        second = LogBatch(lines=[line(str(i)) for i in range(3, 7)])
+        hub.publish_app("a", second.lines, second)
+        sent = LogBatch.FromString(await tail.next_payload()).lines
+        assert sent[0].text.startswith("Error L11 (Tail buffer overflow) -> This tail session")
+        assert "dropped 2 messages" in sent[0].text
+        assert texts(sent[1:]) == ["2", "3", "4", "5", "6"]
 
     trio.run(main)

@@ -378,3 +378,72 @@ def test_stored_lines_whose_cursors_were_never_committed_are_not_taken_twice(tmp
         assert texts(await store.query("a")) == ["1", "2", "3", "4", "5", "6", "7"]
 
     trio.run(main)
+
+
+def agent_batch(first: int, last: int, *, app: str = "a", stream: str = "dyno-1") -> LogBatch:
+    """Lines as an agent ships them: seq and stream offset on each."""
+    return LogBatch(
+        lines=[
+            LogLine(
+                time_us=int(T0 * US) + n, app=app, source="app", dyno="worker.1",
+                text=str(n), stream=stream, offset=n * 10, seq=n,
+            )
+            for n in range(first, last + 1)
+        ]
+    )  # fmt: skip
+
+
+def test_a_whole_batch_is_stored_as_it_came_and_tails_get_it_as_it_came(tmp_path):
+    async def main():
+        async with running(LogStore(tmp_path, clock=Clock(T0))) as store:
+            hub = LogHub(store=store, clock=Clock(T0))
+            ingest = LogIngest(hub, log_store=store)
+            _, tail = hub.open_tail("a", LogFilter(source="app"), 0)
+            batch = agent_batch(1, 5)
+            assert ingest.take("node", batch) == 5
+            assert LogBatch.FromString(await tail.next_payload()) == batch
+            await ingest.sync()
+        ((first_seq, stored), *rest) = list(iter_segment_lines(segment_files(tmp_path)[0]))
+        assert first_seq == 1 and stored == batch.lines[0] and len(rest) == 4
+        assert texts(await LogStore(tmp_path, clock=Clock(T0)).query("a")) == list("12345")
+
+    trio.run(main)
+
+
+def test_replays_and_batches_of_several_apps_are_taken_line_by_line(tmp_path):
+    async def main():
+        async with running(LogStore(tmp_path, clock=Clock(T0))) as store:
+            hub = LogHub(store=store, clock=Clock(T0))
+            ingest = LogIngest(hub, log_store=store)
+            _, tail_a = hub.open_tail("a", LogFilter(), 0)
+            _, tail_b = hub.open_tail("b", LogFilter(), 0)
+            ingest.take("node", agent_batch(1, 3))
+            # Seqs 2-3 again (a resend), then 4-5; and lines of another app in the same batch.
+            mixed = agent_batch(2, 5)
+            mixed.lines.extend(agent_batch(6, 7, app="b", stream="dyno-2").lines)
+            assert ingest.take("node", mixed) == 7
+            assert texts(await tail_a.next_batch()) == ["1", "2", "3", "4", "5"]
+            assert LogBatch.FromString(await tail_b.next_payload()) == agent_batch(
+                6, 7, app="b", stream="dyno-2"
+            )
+            await ingest.sync()
+        again = LogStore(tmp_path, clock=Clock(T0))
+        assert texts(await again.query("a")) == ["1", "2", "3", "4", "5"]
+        assert texts(await again.query("b")) == ["6", "7"]
+
+    trio.run(main)
+
+
+def test_a_batch_that_does_not_fit_the_queue_is_stored_in_part_and_the_rest_counted(tmp_path):
+    async def main():
+        reports: list[tuple[str, str]] = []
+        store = LogStore(tmp_path, clock=Clock(), max_pending=10)
+        store.report_to(lambda app, text: reports.append((app, text)))
+        batch = agent_batch(1, 15)
+        store.append_app("a", batch.lines, batch=batch)  # the writer is not running yet
+        async with running(store):
+            pass
+        assert texts(await store.query("a")) == [str(n) for n in range(1, 11)]
+        assert [text.split(" messages")[0] for _, text in reports] == ["Warning: 5"]
+
+    trio.run(main)
