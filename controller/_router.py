@@ -118,7 +118,7 @@ class Router:
         self._proto = proto
         self._pool = UpstreamPool(idle_timeout=self.timeouts.upstream_keepalive)
         self._watchdog = Watchdog(watchdog_tick(self.timeouts))
-        self._proxy = Proxy(table, self._pool, self.metrics, log, self.timeouts, self._watchdog)
+        self._proxy = Proxy(table, self._pool, self.metrics, log, self.timeouts)
 
     async def serve(
         self, host: str, port: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
@@ -167,29 +167,37 @@ class Router:
         client_ip, local_port = _addresses(sock)
         keepalive = self.timeouts.client_keepalive
         now = self._proxy.now
-        idle: Timer | None = None
+        timer: Timer | None = None
         try:
-            # One scope for the connection's life: armed while waiting for a request head,
-            # disarmed while a request is served (its own timeouts apply then).
-            with trio.CancelScope() as scope:
-                idle = self._watchdog.arm(scope, math.inf)
-                while True:
-                    idle.at = now() + keepalive
-                    raw = await client.read_head()
-                    if raw is None:
-                        return
-                    idle.at = math.inf
-                    received = now()
-                    try:
-                        head = parse_request_head(raw)
-                        keep = await self._dispatch(client, head, received, client_ip, local_port)
-                    except (ProtocolError, _BadRequest) as error:
-                        await client.send(
-                            simple_response(error.status, BAD_REQUEST_PAGE, close=True)
-                        )
-                        return
-                    if not keep:
-                        return
+            while True:
+                # One scope and timer for the connection, not one per request: the timer is the
+                # keep-alive deadline while a request head is awaited, and each request's own
+                # deadlines (`Proxy._exchange`) while it is served. A request that timed out
+                # has cancelled the scope; if the connection may go on, it gets a new one.
+                with trio.CancelScope() as scope:
+                    timer = self._watchdog.arm(scope, math.inf)
+                    while not timer.fired:
+                        timer.at = now() + keepalive
+                        raw = await client.read_head()
+                        if raw is None:
+                            return
+                        timer.at = math.inf
+                        received = now()
+                        try:
+                            head = parse_request_head(raw)
+                            keep = await self._dispatch(
+                                client, head, received, client_ip, local_port, timer
+                            )
+                        except (ProtocolError, _BadRequest) as error:
+                            await client.send(
+                                simple_response(error.status, BAD_REQUEST_PAGE, close=True)
+                            )
+                            return
+                        if not keep:
+                            return
+                if scope.cancelled_caught:  # the keep-alive deadline passed
+                    return
+                self._watchdog.disarm(timer)
         except ProtocolError as error:  # a head too large to be a request
             log.debug("router: bad request from %s: %s", client_ip, error)
             with contextlib.suppress(PeerClosed):
@@ -200,12 +208,18 @@ class Router:
             # One broken connection must never take the router down with it.
             log.exception("router: connection from %s failed", client_ip)
         finally:
-            if idle is not None:
-                self._watchdog.disarm(idle)
+            if timer is not None:
+                self._watchdog.disarm(timer)
             client.close()
 
     async def _dispatch(
-        self, client: Conn, head: RequestHead, received: float, client_ip: bytes, port: int
+        self,
+        client: Conn,
+        head: RequestHead,
+        received: float,
+        client_ip: bytes,
+        port: int,
+        timer: Timer,
     ) -> bool:
         """Serves one request; True if the connection may carry another."""
         target, host_value = _target_and_host(head)
@@ -228,6 +242,7 @@ class Router:
             request_id=request_id(head.get(b"x-request-id")),
             keep_alive=keep_alive,
             upgrade=is_upgrade(head),
+            timer=timer,
         )
         return await self._proxy.handle(client, request, route)
 

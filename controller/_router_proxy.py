@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,11 +79,14 @@ from waka.controller._router_log import (
 from waka.controller._router_metrics import RouterMetrics
 from waka.controller._router_pool import ConnectFailed, UpstreamPool, open_connection
 from waka.controller._router_table import AppRoute, Backend, RoutingTable
-from waka.controller._router_watchdog import Timer, Watchdog
+from waka.controller._router_watchdog import Timer
 
 log = logging.getLogger(__name__)
 
 MAX_CONNECT_ATTEMPTS = 4
+# How long the error page of a timed-out request (H12, H28) may take to go out; a client that
+# does not take a few hundred bytes in that time is not reading.
+TIMEOUT_PAGE_GRACE = 1.0
 # RFC 9110 9.2.2; a bodiless request with one of these may be replayed on a fresh connection.
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
@@ -119,6 +123,9 @@ class AppRequest:
     request_id: bytes
     keep_alive: bool  # the client allows another request on this connection
     upgrade: bool
+    # The client connection's timer and cancel scope, which the exchange borrows for its own
+    # deadlines (see `_exchange`).
+    timer: Timer
 
 
 @dataclass(slots=True)
@@ -131,6 +138,13 @@ class _Outcome:
     sent: int | None = None
     keep_client: bool = False
     recorded: bool = False
+
+
+def _only_cancelled(error: BaseException) -> bool:
+    """True for a Cancelled, or a group of them (from a nursery), with nothing else in it."""
+    if isinstance(error, trio.Cancelled):
+        return True
+    return isinstance(error, BaseExceptionGroup) and error.split(trio.Cancelled)[1] is None
 
 
 class _ClientGone(Exception):
@@ -170,9 +184,7 @@ class Proxy:
         metrics: RouterMetrics,
         log_line: LogSink,
         timeouts: RouterTimeouts,
-        watchdog: Watchdog,
     ) -> None:
-        self._watchdog = watchdog
         self._table = table
         self._pool = pool
         self._metrics = metrics
@@ -307,10 +319,17 @@ class Proxy:
         )
         sent_before = client.sent
         keep_upstream = False
-        state: _Exchange | None = None
+        # The exchange's deadlines (H12, then H15; H28 while reading the client's body) move the
+        # client connection's timer instead of arming one in a new cancel scope: entering and
+        # leaving a cancel scope was an eighth of the router's CPU per small request. When the
+        # timer fires, the connection's scope is cancelled; the Cancelled is caught below, the
+        # error page sent under a shield, and the connection gets a fresh scope for its next
+        # request (`Router._serve_client`).
+        timer = request.timer
+        timer.at = service_started + timeouts.first_byte
+        state = _Exchange(timer)
         try:
-            with trio.CancelScope() as scope:
-                state = _Exchange(self._watchdog.arm(scope, service_started + timeouts.first_byte))
+            try:
                 if head.framing != NO_BODY:
                     keep_upstream = await self._exchange_with_body(
                         client, request, upstream, upstream_head, state, outcome, service_started
@@ -325,17 +344,28 @@ class Proxy:
                     keep_upstream = await self._relay(
                         client, request, upstream, response, state, outcome, service_started
                     )
+            except BaseException as error:
+                # Only a cancellation this exchange caused (its timer fired, or the upload task
+                # cancelled it because the client broke its body) is handled here; the router
+                # shutting down, say, passes through.
+                if not (timer.fired or state.client_failed) or not _only_cancelled(error):
+                    raise
+                if state.client_failed is None:
+                    keep_upstream = False
+                    outcome.keep_client = False
+                    outcome.service = now() - service_started
+                    if not state.responded:
+                        timed_out = H28 if state.reading_client else H12
+                        # The connection's scope is cancelled: only a shielded one may wait.
+                        with trio.CancelScope(shield=True) as shield:
+                            shield.deadline = now() + TIMEOUT_PAGE_GRACE
+                            await self._fail(client, request, outcome, timed_out)
+                        if shield.cancelled_caught:
+                            outcome.keep_client = False
+                    else:
+                        outcome.error = H15
             if state.client_failed is not None:
                 raise _ClientGone() from state.client_failed
-            if scope.cancelled_caught:
-                keep_upstream = False
-                outcome.keep_client = False
-                outcome.service = now() - service_started
-                if not state.responded:
-                    error = H28 if state.reading_client else H12
-                    await self._fail(client, request, outcome, error)
-                else:
-                    outcome.error = H15
         except _Failed as failed:
             keep_upstream = False
             outcome.service = now() - service_started
@@ -344,8 +374,7 @@ class Proxy:
             else:
                 outcome.error, outcome.keep_client = failed.error, False
         finally:
-            if state is not None:
-                self._watchdog.disarm(state.timer)
+            timer.at = math.inf
             if outcome.sent is None and client.sent != sent_before:
                 outcome.sent = client.sent - sent_before
             ended = now()
@@ -630,8 +659,9 @@ class Proxy:
             state.client_failed = error
             timer.scope.cancel()
             return
-        finally:
-            state.reading_client = False
+        # Not reset in a `finally`: when a timeout cancels this task while it waits for the
+        # client, the flag must still say so, or a stalled upload is logged H12 instead of H28.
+        state.reading_client = False
         state.body_done = True
         if not state.responded:
             timer.at = self.now() + first_byte

@@ -92,6 +92,70 @@ def test_h12_when_the_app_sends_nothing_within_the_first_byte_timeout() -> None:
     run_router(scenario, timeouts=replace(FAST, first_byte=0.3))
 
 
+def test_after_an_h12_the_kept_alive_client_connection_carries_the_next_request() -> None:
+    connections: list[int] = []
+
+    async def silent_once(stream: trio.SocketStream) -> None:
+        """Never answers on its first connection; answers every request on later ones."""
+        connections.append(len(connections))
+        buffer = b""
+        while True:
+            while b"\r\n\r\n" not in buffer:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return
+                buffer += chunk
+            _, _, buffer = buffer.partition(b"\r\n\r\n")
+            if len(connections) > 1:
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    async def scenario(env: Env) -> None:
+        env.route("slow", await env.raw_backend(silent_once))
+        client = await env.client()
+        first = await client.request("GET", "/", host="slow.localhost")
+        assert first.status == 503 and "connection" not in first.headers
+        assert "code=H12" in await env.wait_for_line("slow", "code=")
+        second = await client.request("GET", "/", host="slow.localhost")
+        assert (second.status, second.text) == (200, "ok")
+
+    run_router(scenario, timeouts=replace(FAST, first_byte=0.3))
+
+
+def test_h28_when_the_client_stalls_mid_upload() -> None:
+    async def scenario(env: Env) -> None:
+        env.route("up", await env.backend(ok))
+        sock = await trio.open_tcp_stream("127.0.0.1", env.port)
+        await sock.send_all(
+            b"POST / HTTP/1.1\r\nHost: up.localhost\r\nContent-Length: 100\r\n\r\nonly-some"
+        )
+        with trio.fail_after(5):
+            raw = await read_until_closed(sock)
+        assert raw.startswith(b"HTTP/1.1 503"), raw[:80]
+        assert b"Connection: close" in raw
+        line = await env.wait_for_line("up", "code=")
+        assert_error(503, line, "H28", "Client Connection Idle")
+
+    run_router(scenario, timeouts=replace(FAST, idle=0.3))
+
+
+def test_h27_when_the_client_closes_mid_upload() -> None:
+    async def scenario(env: Env) -> None:
+        env.route("up", await env.backend(ok))
+        sock = await trio.open_tcp_stream("127.0.0.1", env.port)
+        await sock.send_all(
+            b"POST / HTTP/1.1\r\nHost: up.localhost\r\nContent-Length: 100\r\n\r\nonly-some"
+        )
+        await trio.sleep(0.1)
+        await sock.aclose()
+        line = await env.wait_for_line("up", "code=")
+        assert line.startswith('at=info code=H27 desc="Client Request Interrupted"'), line
+        assert "status=499" in line
+        # The router is still serving.
+        assert (await env.get("up.localhost")).text == "ok"
+
+    run_router(scenario)
+
+
 def test_h15_when_the_app_stalls_mid_response() -> None:
     async def stalls(stream: trio.SocketStream) -> None:
         buffer = b""
