@@ -276,6 +276,7 @@ class Agent:
                     slugs=slugs,
                     watcher=watcher,
                     emit=shipper.emit,
+                    next_seq=lambda: shipper.next_seq,
                     changed=self._mark_changed,
                     controller=self._controller_now,
                     volumes=self.data_dir / "volumes",

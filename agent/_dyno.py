@@ -148,8 +148,10 @@ class DynoContext:
     driver: Driver
     slugs: SlugCache
     watcher: FileWatcher
-    # Queues lines for the controller; returns the sequence number of the last one.
-    emit: Callable[[LogBatch | list[LogLine]], int]
+    # Queues lines for the controller, and returns the sequence number of the last one: the
+    # log shipper's `emit` (and its `next_seq`, for lines numbered as they are built).
+    emit: Callable[..., int]
+    next_seq: Callable[[], int]
     changed: Callable[[], None]
     controller: Callable[[], Controller | None] = lambda: None
     # Where persistent volumes (add-on data) live, and an empty tree for dynos without a slug.
@@ -385,7 +387,8 @@ class Dyno:
         # LogLine(**fields) copied into a batch later, and this runs for every line of output.
         batch = LogBatch()
         add = batch.lines.add
-        for text, end in zip(lines, ends, strict=True):
+        first_seq = self._ctx.next_seq()
+        for seq, (text, end) in enumerate(zip(lines, ends, strict=True), start=first_seq):
             line = add()
             line.time_us = time_us
             line.app = app
@@ -394,7 +397,8 @@ class Dyno:
             line.text = text
             line.stream = stream
             line.offset = end
-        last_seq = self._ctx.emit(batch)
+            line.seq = seq
+        last_seq = self._ctx.emit(batch, numbered=True)
         self._unacked.append((last_seq, offset, len(lines)))
         self._unstored += len(lines)
 

@@ -86,17 +86,26 @@ class LogShipper:
         """Calls listener(seq) whenever every line up to seq is stored by the controller."""
         self._ack_listeners.append(listener)
 
-    def emit(self, lines: LogBatch | Iterable[LogLine]) -> int:
+    @property
+    def next_seq(self) -> int:
+        """The seq the next line emitted gets."""
+        return self._seq + 1
+
+    def emit(self, lines: LogBatch | Iterable[LogLine], *, numbered: bool = False) -> int:
         """Queues lines (their seq is set here) and returns the last seq given out. A LogBatch
-        is taken over as it is (the cheap way for many lines). Never blocks: over the bound,
-        the oldest lines go."""
+        is taken over as it is (the cheap way for many lines); `numbered` says its lines have
+        their seqs already, from `next_seq` on (set while building it, which saves a pass over
+        the lines). Never blocks: over the bound, the oldest lines go."""
         batch = lines if isinstance(lines, LogBatch) else LogBatch(lines=list(lines))
         if not batch.lines:
             return self._seq
         seq = self._seq
-        for line in batch.lines:
-            seq += 1
-            line.seq = seq
+        if numbered:
+            seq += len(batch.lines)
+        else:
+            for line in batch.lines:
+                seq += 1
+                line.seq = seq
         self._seq = seq
         data = batch.SerializeToString()
         # One read of a dyno's output is at most 256 kB of text, so nearly always one chunk; cut

@@ -23,6 +23,19 @@ def test_lines_get_consecutive_seqs_and_ship_in_order_as_one_batch():
     assert [line.seq for line in batch.lines] == list(range(1_000_001, 1_000_006))
 
 
+def test_lines_numbered_while_built_keep_their_seqs_and_move_the_counter_on():
+    shipper = LogShipper(clock=lambda: 1.0)
+    shipper.emit(lines(2, "a"))
+    first = shipper.next_seq
+    built = LogBatch(lines=lines(3, "b"))
+    for seq, line in enumerate(built.lines, start=first):
+        line.seq = seq
+    assert shipper.emit(built, numbered=True) == first + 2
+    assert shipper.next_seq == first + 3
+    batch = LogBatch.FromString(shipper._next_batch())
+    assert [line.seq for line in batch.lines] == list(range(first - 2, first + 3))
+
+
 def test_a_read_of_many_short_lines_stays_one_chunk():
     shipper = LogShipper(clock=lambda: 1.0)
     shipper.emit(lines(30_000))
