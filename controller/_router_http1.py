@@ -169,6 +169,8 @@ def _request_framing(version: bytes, headers: Headers, connection: set[bytes]) -
 
 
 def _content_length(values: list[bytes]) -> int:
+    if len(values) == 1 and values[0].isdigit() and len(values[0]) <= 18:  # the usual case
+        return int(values[0])
     if len(set(values)) != 1 or not values[0].isdigit() or len(values[0]) > 18:
         raise ProtocolError("invalid Content-Length")
     return int(values[0])

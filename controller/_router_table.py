@@ -27,6 +27,8 @@ import trio
 
 APP_NAME = re.compile(r"[a-z][a-z0-9-]{1,29}")
 
+MAX_RESOLVED = 4096  # hosts whose app `resolve` remembers
+
 # Dyno states as the controller reports them (Heroku's words).
 UP = "up"
 CRASHED = "crashed"
@@ -102,6 +104,7 @@ class RoutingTable:
         self._states: dict[str, _BackendState] = {}
         self._listed: set[str] = set()
         self._next: dict[str, int] = {}
+        self._resolved: dict[str, str | None] = {}
         # Requests waiting for a starting dyno wake up on any change.
         self._changed = trio.Event()
 
@@ -154,6 +157,16 @@ class RoutingTable:
 
     def resolve(self, host: str) -> str | None:
         """The app serving `host` (already normalized), or None."""
+        # Remembered until the table changes: a host's clients ask for it again and again.
+        resolved = self._resolved
+        if host in resolved:
+            return resolved[host]
+        if len(resolved) >= MAX_RESOLVED:
+            resolved.clear()  # hosts are the clients' choice: keep the memory bounded
+        app = resolved[host] = self._resolve(host)
+        return app
+
+    def _resolve(self, host: str) -> str | None:
         app = self._custom.get(host)
         if app is None:
             dot = host.find(".")
@@ -266,6 +279,7 @@ class RoutingTable:
             del self._states[address]
 
     def _notify(self) -> None:
+        self._resolved.clear()
         self._changed.set()
         self._changed = trio.Event()
 

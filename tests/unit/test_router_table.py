@@ -62,6 +62,20 @@ def test_resolves_default_hosts_custom_domains_and_wildcards(host: str, app: str
     assert table.resolve(host) == app
 
 
+def test_resolve_follows_every_change_to_apps_and_domains() -> None:
+    table = table_with(route("hello", "h:1"))
+    assert table.resolve("hello.localhost") == "hello"
+    assert table.resolve("www.example.com") is None
+    table.set_domains({"www.example.com": "hello"})
+    assert table.resolve("www.example.com") == "hello"
+    table.remove_app("hello")
+    assert table.resolve("hello.localhost") is None
+    assert table.resolve("www.example.com") is None
+    table.update_app(route("hello", "h:2"))
+    assert table.resolve("hello.localhost") == "hello"
+    assert table.resolve("www.example.com") == "hello"
+
+
 def test_custom_domain_of_a_missing_app_resolves_to_nothing() -> None:
     table = table_with(route("hello"))
     table.set_domains({"gone.lan": "ghost"})
