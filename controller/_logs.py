@@ -83,26 +83,39 @@ def split_long(text: str) -> list[str]:
     ]
 
 
+class SerializedBatch:
+    """A LogBatch and its bytes, serialized once for everyone who sends or stores it (tails
+    on the trio thread, the store on its worker thread: at worst both serialize it)."""
+
+    __slots__ = ("_data", "batch")
+
+    def __init__(self, batch: LogBatch) -> None:
+        self.batch = batch
+        self._data: bytes | None = None
+
+    def data(self) -> bytes:
+        if self._data is None:
+            self._data = self.batch.SerializeToString()
+        return self._data
+
+
 @dataclass
 class _Piece:
-    """Lines a tail holds, as they were offered together; `batch`, when known, is a LogBatch
+    """Lines a tail holds, as they were offered together; `whole`, when known, is the batch
     holding exactly these lines, so they are sent on as its serialization with no copying."""
 
     lines: Sequence[LogLine]
-    batch: LogBatch | None = None
-    _payload: bytes | None = None
+    whole: SerializedBatch | None = None
 
     def payload(self) -> bytes:
-        if self._payload is None:
-            if self.batch is None:
-                self.batch = LogBatch(lines=self.lines)
-            self._payload = self.batch.SerializeToString()
-        return self._payload
+        if self.whole is None:
+            self.whole = SerializedBatch(LogBatch(lines=self.lines))
+        return self.whole.data()
 
     def cut(self, count: int) -> _Piece:
         """Takes the first `count` lines off this piece and returns them."""
         front = _Piece(self.lines[:count])
-        self.lines, self.batch, self._payload = self.lines[count:], None, None
+        self.lines, self.whole = self.lines[count:], None
         return front
 
 
@@ -121,7 +134,7 @@ class Tail:
         self._wakeup = trio.Event()
         self.closed = False
 
-    def offer(self, lines: Sequence[LogLine], batch: LogBatch | None = None) -> None:
+    def offer(self, lines: Sequence[LogLine], batch: SerializedBatch | None = None) -> None:
         """Buffers the lines that pass the filter; `batch`, if given, holds exactly `lines`."""
         selected = self.filter.select(lines)
         if not selected:
@@ -249,10 +262,11 @@ class LogHub:
         if history is None:
             history = self._history[app] = deque(maxlen=self._history_size)
         history.extend(lines)
+        whole = SerializedBatch(batch) if batch is not None else None
         for tail in self._tails.get(app, ()):
-            tail.offer(lines, batch)
+            tail.offer(lines, whole)
         if self._store is not None:
-            self._store.append_app(app, lines, batch=batch)
+            self._store.append_app(app, lines, batch=whole)
         for sink in self._sinks:
             sink(lines if isinstance(lines, list) else list(lines))
 

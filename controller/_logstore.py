@@ -49,7 +49,7 @@ from pathlib import Path
 
 import trio
 
-from waka.controller._logs import LogFilter, format_time, now_us
+from waka.controller._logs import LogFilter, SerializedBatch, format_time, now_us
 from waka.v1.common_pb2 import LogBatch, LogLine
 
 log = logging.getLogger("waka.controller")
@@ -220,12 +220,10 @@ class _Chunk:
     app: str
     first_seq: int
     lines: Sequence[LogLine]
-    batch: LogBatch | None = None
+    batch: SerializedBatch | None = None
 
     def payload(self) -> bytes:
-        if self.batch is not None:
-            return self.batch.SerializeToString()
-        return encode_lines(self.lines)
+        return self.batch.data() if self.batch is not None else encode_lines(self.lines)
 
 
 # Queued lines, or the order to delete an app's history.
@@ -292,12 +290,18 @@ class LogStore:
             self.append_app(app, app_lines)
 
     def append_app(
-        self, app: str, lines: Sequence[LogLine], *, batch: LogBatch | None = None
+        self,
+        app: str,
+        lines: Sequence[LogLine],
+        *,
+        batch: LogBatch | SerializedBatch | None = None,
     ) -> None:
         """Queues lines of one app for the disk; `batch`, if given, holds exactly these lines.
         Never blocks; what does not fit in the queue is dropped and counted."""
         if self._closed or not lines:
             return
+        if isinstance(batch, LogBatch):
+            batch = SerializedBatch(batch)
         room = self._max_pending - self._pending_lines
         if room < len(lines):
             self._lose(app, len(lines) - max(room, 0))
