@@ -1,7 +1,7 @@
 """Log stream throughput and latency, from dynos' stdout to a `waka logs -t` reader.
 
     .venv/bin/python bench/logs.py [--runs N] [--lines N] [--dynos N] [--steady-seconds S]
-                                   [--skip-e2e] [--skip-baselines]
+                                   [--split] [--skip-e2e] [--skip-baselines]
 
 End to end, on a real `waka up` (controller and agent in one process, as on a single host), or
 with `--split` on `waka server` and `waka agent` as two processes (as a fleet runs them):
