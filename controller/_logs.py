@@ -272,9 +272,15 @@ class LogHub:
 
     def emit(self, app: str, text: str, *, source: str = "waka", dyno: str = "api") -> None:
         """Publishes a platform line, e.g. `waka[api]: Release v2 created by admin`."""
-        self.publish(
-            LogLine(time_us=now_us(self._clock), app=app, source=source, dyno=dyno, text=part)
-            for part in split_long(text)
+        time_us = now_us(self._clock)
+        # The router emits a line per request: short lines skip the byte count.
+        parts = [text] if len(text) <= MAX_LINE_BYTES // 4 else split_long(text)
+        self.publish_app(
+            app,
+            [
+                LogLine(time_us=time_us, app=app, source=source, dyno=dyno, text=part)
+                for part in parts
+            ],
         )
 
     def history(self, app: str, log_filter: LogFilter, num: int) -> list[LogLine]:
