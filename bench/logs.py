@@ -180,7 +180,7 @@ def flood_limited(waka: Waka, app: str) -> int:
 class Phase:
     reading: Reading
     cpu: float  # seconds waka's processes used while the lines went through
-    controller_cpu: float  # of which the controller's process (all of it under `waka up`)
+    controller_cpu: float | None  # of which the controller's process (with `--split`)
     l12: int
 
 
@@ -206,7 +206,7 @@ def run_phase(
         if not reading.done.wait(budget):
             print(f"  ({app}: timed out with {reading.count} of {reading.expected} lines)")
         cpu = cpu_seconds(*waka.pids) - cpu_before[0]
-        controller_cpu = cpu_seconds(waka.process.pid) - cpu_before[1]
+        controller_cpu = cpu_seconds(waka.process.pid) - cpu_before[1] if waka.agent else None
     finally:
         stop()
         waka.cli("ps:scale", "worker=0", "-a", app)
@@ -231,7 +231,7 @@ def report_burst(phase: Phase) -> float:
 
 
 def _controller_share(phase: Phase, lines: int) -> str:
-    if phase.controller_cpu == phase.cpu:
+    if phase.controller_cpu is None:
         return ""
     return f", of which the controller {phase.controller_cpu / lines * 1e6:.1f} µs/line"
 
