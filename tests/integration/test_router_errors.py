@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import trio
@@ -12,6 +13,19 @@ from test_router_support import FAST, Env, read_until_closed, run_router
 
 from waka.controller._http import Request, ResponseWriter, send_text
 from waka.controller._router_table import AppRoute, RoutingTable, WebDyno
+
+
+async def request_heads(stream: trio.SocketStream) -> AsyncIterator[bytes]:
+    """The head of each request a raw backend's connection receives, until the peer closes."""
+    buffer = b""
+    while True:
+        while b"\r\n\r\n" not in buffer:
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                return
+            buffer += chunk
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        yield head
 
 
 def closed_port_address() -> str:
@@ -98,14 +112,7 @@ def test_after_an_h12_the_kept_alive_client_connection_carries_the_next_request(
     async def silent_once(stream: trio.SocketStream) -> None:
         """Never answers on its first connection; answers every request on later ones."""
         connections.append(len(connections))
-        buffer = b""
-        while True:
-            while b"\r\n\r\n" not in buffer:
-                chunk = await stream.receive_some(4096)
-                if not chunk:
-                    return
-                buffer += chunk
-            _, _, buffer = buffer.partition(b"\r\n\r\n")
+        async for _ in request_heads(stream):
             if len(connections) > 1:
                 await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
@@ -121,13 +128,19 @@ def test_after_an_h12_the_kept_alive_client_connection_carries_the_next_request(
     run_router(scenario, timeouts=replace(FAST, first_byte=0.3))
 
 
+async def start_upload_and_stop_sending(env: Env) -> trio.SocketStream:
+    """A client that announces 100 bytes of body to app `up` and sends only some."""
+    env.route("up", await env.backend(ok))
+    sock = await trio.open_tcp_stream("127.0.0.1", env.port)
+    await sock.send_all(
+        b"POST / HTTP/1.1\r\nHost: up.localhost\r\nContent-Length: 100\r\n\r\nonly-some"
+    )
+    return sock
+
+
 def test_h28_when_the_client_stalls_mid_upload() -> None:
     async def scenario(env: Env) -> None:
-        env.route("up", await env.backend(ok))
-        sock = await trio.open_tcp_stream("127.0.0.1", env.port)
-        await sock.send_all(
-            b"POST / HTTP/1.1\r\nHost: up.localhost\r\nContent-Length: 100\r\n\r\nonly-some"
-        )
+        sock = await start_upload_and_stop_sending(env)
         with trio.fail_after(5):
             raw = await read_until_closed(sock)
         assert raw.startswith(b"HTTP/1.1 503"), raw[:80]
@@ -140,11 +153,7 @@ def test_h28_when_the_client_stalls_mid_upload() -> None:
 
 def test_h27_when_the_client_closes_mid_upload() -> None:
     async def scenario(env: Env) -> None:
-        env.route("up", await env.backend(ok))
-        sock = await trio.open_tcp_stream("127.0.0.1", env.port)
-        await sock.send_all(
-            b"POST / HTTP/1.1\r\nHost: up.localhost\r\nContent-Length: 100\r\n\r\nonly-some"
-        )
+        sock = await start_upload_and_stop_sending(env)
         await trio.sleep(0.1)
         await sock.aclose()
         line = await env.wait_for_line("up", "code=")
@@ -293,14 +302,7 @@ def test_idempotent_get_on_a_reused_connection_closed_by_the_app_is_replayed_onc
         as a dyno whose keep-alive timeout races the router's reuse would."""
         requests_per_connection.append(0)
         index = len(requests_per_connection) - 1
-        buffer = b""
-        while True:
-            while b"\r\n\r\n" not in buffer:
-                chunk = await stream.receive_some(4096)
-                if not chunk:
-                    return
-                buffer += chunk
-            _, _, buffer = buffer.partition(b"\r\n\r\n")
+        async for _ in request_heads(stream):
             requests_per_connection[index] += 1
             if requests_per_connection[index] == 2:
                 await stream.aclose()
