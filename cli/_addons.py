@@ -138,34 +138,49 @@ def create(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _change_attachment(
+    args: argparse.Namespace,
+    ctx: Context,
+    call: Callable[[Api], platform_pb2.AddonChange],
+    doing: str,
+    release_line: Callable[[platform_pb2.AttachmentRelease], str],
+) -> int:
+    """Run an attach or detach ``call`` and report it: the whole change with --json, else
+    ``doing`` with the new release numbers and then one ``release_line`` per changed app."""
+    with connect(args.data_dir, ctx.environ) as api:
+        if args.json:
+            write_json(ctx.stdout, _change_json(call(api)))
+            return 0
+        with action(ctx.stdout, doing) as outcome:
+            change = call(api)
+            outcome.detail = _releases_text(change)
+    for release in change.releases:
+        ctx.stdout.write(release_line(release))
+    return 0
+
+
 def attach(args: argparse.Namespace, ctx: Context) -> int:
     app = resolve_app(args.app, ctx)
     request = platform_pb2.AttachAddonRequest(name=args.name, app=app, as_name=args.as_name)
-    with connect(args.data_dir, ctx.environ) as api:
-        if args.json:
-            write_json(ctx.stdout, _change_json(api.addons.Attach(request)))
-            return 0
-        with action(ctx.stdout, f"Attaching {args.name} to {app_label(app)}") as outcome:
-            change = api.addons.Attach(request)
-            outcome.detail = _releases_text(change)
-    for release in change.releases:
-        ctx.stdout.write(f"Attached as {release.config_var}\n")
-    return 0
+    return _change_attachment(
+        args,
+        ctx,
+        lambda api: api.addons.Attach(request),
+        f"Attaching {args.name} to {app_label(app)}",
+        lambda release: f"Attached as {release.config_var}\n",
+    )
 
 
 def detach(args: argparse.Namespace, ctx: Context) -> int:
     app = resolve_app(args.app, ctx)
     request = platform_pb2.AddonRef(name=args.name, app=app)
-    with connect(args.data_dir, ctx.environ) as api:
-        if args.json:
-            write_json(ctx.stdout, _change_json(api.addons.Detach(request)))
-            return 0
-        with action(ctx.stdout, f"Detaching {args.name} from {app_label(app)}") as outcome:
-            change = api.addons.Detach(request)
-            outcome.detail = _releases_text(change)
-    for release in change.releases:
-        ctx.stdout.write(f"Unset {release.config_var}\n")
-    return 0
+    return _change_attachment(
+        args,
+        ctx,
+        lambda api: api.addons.Detach(request),
+        f"Detaching {args.name} from {app_label(app)}",
+        lambda release: f"Unset {release.config_var}\n",
+    )
 
 
 def destroy(args: argparse.Namespace, ctx: Context) -> int:
