@@ -7,12 +7,12 @@ current assignment, but sends it again the moment that is not so.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 import pytest
 import trio
 import trio.testing
+from store_fixtures import insert_app
 
 from waka.controller._fleet import AgentSession, Fleet
 from waka.controller._logs import LogHub
@@ -35,29 +35,16 @@ def store(tmp_path):
 
 
 def add_app(store: Store, name: str, quantity: int, *, config: dict | None = None) -> str:
-    app_id = f"id-{name}"
-
     def insert(db):
-        uid = 10000 + db.execute("SELECT COUNT(*) FROM apps").fetchone()[0]
-        db.execute(
-            "INSERT INTO apps (id, name, uid, stack, created_at, last_release, current_release)"
-            " VALUES (?, ?, ?, 'host', 0, 1, 1)",
-            (app_id, name, uid),
-        )
-        db.execute(
-            "INSERT INTO releases (app_id, version, description, user, created_at, status,"
-            " slug_sha256, slug_size, process_types, config)"
-            " VALUES (?, 1, 'v1', 'admin', 0, 'succeeded', 'abc', 10, ?, ?)",
-            (app_id, json.dumps({"worker": "sleep 1"}), json.dumps(config or {"A": "1"})),
-        )
+        app_id = insert_app(db, name, {"worker": "sleep 1"}, config or {"A": "1"})
         db.execute(
             "INSERT INTO formation (app_id, type, quantity, size)"
             " VALUES (?, 'worker', ?, 'standard-1x')",
             (app_id, quantity),
         )
+        return app_id
 
-    store.write_now(insert)
-    return app_id
+    return store.write_now(insert)
 
 
 def scale(store: Store, app_id: str, quantity: int) -> None:

@@ -4,11 +4,10 @@ the state as it was after it asked."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import trio
 import trio.testing
+from store_fixtures import insert_app
 
 from waka.controller._fleet import Fleet
 from waka.controller._router_table import AppRoute, Backend, RoutingTable
@@ -39,21 +38,8 @@ def store(tmp_path):
 
 
 def add_web_app(store: Store, name: str, dynos: int) -> None:
-    app_id = f"id-{name}"
-
     def insert(db):
-        uid = 10000 + db.execute("SELECT COUNT(*) FROM apps").fetchone()[0]
-        db.execute(
-            "INSERT INTO apps (id, name, uid, stack, created_at, last_release, current_release)"
-            " VALUES (?, ?, ?, 'host', 0, 1, 1)",
-            (app_id, name, uid),
-        )
-        db.execute(
-            "INSERT INTO releases (app_id, version, description, user, created_at, status,"
-            " slug_sha256, slug_size, process_types, config)"
-            " VALUES (?, 1, 'v1', 'admin', 0, 'succeeded', 'abc', 10, ?, '{}')",
-            (app_id, json.dumps({"web": "serve"})),
-        )
+        app_id = insert_app(db, name, {"web": "serve"}, {})
         for idx in range(1, dynos + 1):
             db.execute(
                 "INSERT INTO dynos (id, app_id, type, idx, release_version, node_id, desired,"
