@@ -85,6 +85,23 @@ def time_plain(null: int) -> float:
     return time.perf_counter() - started
 
 
+def true_spec(work: Path) -> SandboxSpec:
+    """A dyno running `true` over an empty app dir made in ``work``, with no limits and on the
+    host's network. Sections 1 and 3 vary only limits or network on top of it, so their sandbox
+    timings stay comparable with each other."""
+    app_dir = work / "app"
+    app_dir.mkdir()
+    os.chown(app_dir, UID, UID)
+    return SandboxSpec(
+        hostname="web.1",
+        argv=["true"],
+        env={"PATH": "/usr/bin:/bin"},
+        uid=UID,
+        app_dir=app_dir,
+        app_mount=AppMount.OVERLAY,
+    )
+
+
 def time_sandbox(
     driver: Driver, spec: SandboxSpec, run_dir: Path, null: int
 ) -> tuple[float, float]:
@@ -106,22 +123,12 @@ def time_sandbox(
 def start_overhead(runs: int) -> None:
     """The three variants take turns, so that load from elsewhere hits them alike."""
     work = Path(tempfile.mkdtemp(prefix="waka-bench-dynos-"))
-    app_dir = work / "app"
-    app_dir.mkdir()
-    os.chown(app_dir, UID, UID)
+    bare_spec = true_spec(work)
     bare_driver = pick_driver(allow_unisolated=False, log=print)
     limited_driver = pick_driver(
         allow_unisolated=False,
         log=print,
         cgroup_parent=f"waka-bench/{os.getpid()}-{secrets.token_hex(3)}",
-    )
-    bare_spec = SandboxSpec(
-        hostname="web.1",
-        argv=["true"],
-        env={"PATH": "/usr/bin:/bin"},
-        uid=UID,
-        app_dir=app_dir,
-        app_mount=AppMount.OVERLAY,
     )
     limited_spec = dataclasses.replace(
         bare_spec, limits=ResourceLimits(memory_bytes=256 * MIB, max_pids=128, cpu_shares=512)
@@ -321,20 +328,10 @@ def timed_call(action: Callable[[], object]) -> float:
 
 def network_overhead(runs: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="waka-bench-netns-"))
-    app_dir = work / "app"
-    app_dir.mkdir()
-    os.chown(app_dir, UID, UID)
+    host_spec = true_spec(work)
     tag = agent_tag(work)
     networks = PrivateNetworks(work / "networks", tag=tag, loopback_node=True, log=print)
     driver = pick_driver(allow_unisolated=False, log=print)
-    host_spec = SandboxSpec(
-        hostname="web.1",
-        argv=["true"],
-        env={"PATH": "/usr/bin:/bin"},
-        uid=UID,
-        app_dir=app_dir,
-        app_mount=AppMount.OVERLAY,
-    )
     plain: list[float] = []
     host: list[float] = []
     private: list[float] = []
