@@ -11,13 +11,17 @@ Two load shapes:
   router's overhead per request;
 - many connections: throughput, router as a share of direct.
 
+`--app stdlib` replaces the app with one written the plain way, on the standard library's
+`http.server` (a thread per connection, HTTP/1.1 keep-alive): about what a small Python app
+answers, to set the router's cost against an app that does a little work per request.
+
 `--relay-baselines` adds two relays with no routing at all at the many-connection load, for scale:
 a bare asyncio Protocol relay (one upstream connection per client connection, finding only where
 each request head ends), and a bare trio relay built from the router's own socket layer (`Conn`,
 one task per client connection, Content-Length framing only).
 
     .venv/bin/python bench/router.py [--duration 5] [--connections 50] [--rounds 2]
-                                     [--relay-baselines]
+                                     [--app asyncio|stdlib] [--relay-baselines]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.server
 import os
 import re
 import shutil
@@ -69,7 +74,29 @@ class _AppProtocol(asyncio.Protocol):
             self.transport.write(RESPONSE)
 
 
-def serve_app(port: int) -> None:
+class _StdlibHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the asyncio app
+    # Headers and body go out in separate writes; with Nagle's algorithm each response would
+    # wait for the client's delayed ACK (40 ms). App servers set TCP_NODELAY too.
+    disable_nagle_algorithm = True
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def serve_app(port: int, kind: str = "asyncio") -> None:
+    if kind == "stdlib":
+        http.server.ThreadingHTTPServer.request_queue_size = 1024
+        http.server.ThreadingHTTPServer(("127.0.0.1", port), _StdlibHandler).serve_forever()
+        return
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(_AppProtocol, "127.0.0.1", port, backlog=1024)
@@ -312,6 +339,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
     parser.add_argument(
+        "--app",
+        choices=("asyncio", "stdlib"),
+        default="asyncio",
+        help="the app behind the router: a raw asyncio server (the fastest Python answers) or"
+        " one on the standard library's http.server",
+    )
+    parser.add_argument(
         "--relay-baselines",
         action="store_true",
         help="also measure bare asyncio and trio relays (no routing) at --connections",
@@ -323,7 +357,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve_app:
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-        serve_app(args.serve_app)
+        serve_app(args.serve_app, args.app)
         return
     servers = {
         "serve_router": serve_router,
@@ -340,7 +374,7 @@ def main() -> None:
     load = run_wrk if use_wrk else run_python_client
     app_port, router_port = free_port(), free_port()
     relays = {"asyncio": free_port(), "trio": free_port()} if args.relay_baselines else {}
-    processes = [start("--serve-app", str(app_port))]
+    processes = [start("--serve-app", str(app_port), "--app", args.app)]
     try:
         processes.append(start("--serve-router", str(router_port), str(app_port)))
         for kind, port in relays.items():
@@ -366,7 +400,7 @@ def main() -> None:
         return statistics.median(getattr(r, field) for r in results[(path, connections)])
 
     print(
-        f"load generator: {'wrk' if use_wrk else 'python client'}; "
+        f"load generator: {'wrk' if use_wrk else 'python client'}; app: {args.app}; "
         f"{args.rounds} rounds of {args.duration:g}s each, medians"
     )
     print(f"{'path':<8} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
