@@ -317,6 +317,11 @@ async def _serve(
                 ("grpc.keepalive_time_ms", 20_000),
                 ("grpc.http2.max_pings_without_data", 0),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # Agents ping every 10 s whether or not anything flows. By default a server
+                # takes pings on a connection it sends nothing on as misbehaviour (at most one
+                # per 5 minutes) and hangs up ("too_many_pings") after two: about 50 s of quiet.
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.http2.max_ping_strikes", 0),
             ],
         )
         names = add_platform_servicers(

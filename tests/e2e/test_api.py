@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import grpc
@@ -177,3 +178,38 @@ def test_a_second_agent_joins_with_the_join_token_and_gets_work(
         )
     finally:
         stop_and_check_clean(second)
+
+
+def test_a_quiet_stream_of_a_client_that_pings_is_not_hung_up_on(shared_waka: Daemon):
+    """Agents send keepalive pings whether or not anything flows; grpc servers by default answer
+    frequent pings on a quiet connection with GOAWAY "too_many_pings" after the third. Pinging
+    every second, that would end the tail within about three seconds."""
+    shared_waka.waka("apps:create", "quiet", "--no-remote")
+    pings = [
+        ("grpc.keepalive_time_ms", 1_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    with grpc.insecure_channel(shared_waka.api, options=pings) as channel:
+        tail = platform_pb2_grpc.LogsStub(channel).Tail(
+            platform_pb2.TailRequest(app="quiet", follow=True, source="none-such"),
+            metadata=bearer(admin_token(shared_waka)),
+        )
+        ended: list[object] = []
+        finished = threading.Event()
+
+        def read() -> None:
+            try:
+                ended.extend(tail)
+                ended.append("the stream ended")
+            except grpc.RpcError as error:
+                ended.append(error)
+            finally:
+                finished.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        assert not finished.wait(8), ended
+        tail.cancel()
+        assert finished.wait(10)
+        assert isinstance(ended[-1], grpc.RpcError)
+        assert ended[-1].code() == grpc.StatusCode.CANCELLED
