@@ -527,6 +527,7 @@ class _Registrations:
     """Stands in for a server to a generated `add_*Servicer_to_server`: keeps its handlers."""
 
     def __init__(self) -> None:
+        self.service = ""
         self.handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def add_generic_rpc_handlers(self, handlers: object) -> None:

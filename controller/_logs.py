@@ -93,6 +93,11 @@ class SerializedBatch:
         self.batch = batch
         self._data: bytes | None = None
 
+    @classmethod
+    def of(cls, lines: Sequence[LogLine]) -> SerializedBatch:
+        """A batch of copies of the lines (for lines that did not come as one batch)."""
+        return cls(LogBatch(lines=lines))
+
     def data(self) -> bytes:
         if self._data is None:
             self._data = self.batch.SerializeToString()
@@ -109,7 +114,7 @@ class _Piece:
 
     def payload(self) -> bytes:
         if self.whole is None:
-            self.whole = SerializedBatch(LogBatch(lines=self.lines))
+            self.whole = SerializedBatch.of(self.lines)
         return self.whole.data()
 
     def cut(self, count: int) -> _Piece:

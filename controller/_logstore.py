@@ -107,13 +107,6 @@ class Record:
         return list(LogBatch.FromString(self.payload).lines)
 
 
-def encode_lines(lines: Sequence[LogLine]) -> bytes:
-    """The lines as a serialized LogBatch."""
-    batch = LogBatch()
-    batch.lines.extend(lines)
-    return batch.SerializeToString()
-
-
 def encode_record(first_seq: int, count: int, min_us: int, max_us: int, payload: bytes) -> bytes:
     """One record: `payload` is the serialized LogBatch of `count` lines numbered from
     `first_seq`, with times from `min_us` to `max_us`."""
@@ -223,7 +216,7 @@ class _Chunk:
     batch: SerializedBatch | None = None
 
     def payload(self) -> bytes:
-        return self.batch.data() if self.batch is not None else encode_lines(self.lines)
+        return (self.batch or SerializedBatch.of(self.lines)).data()
 
 
 # Queued lines, or the order to delete an app's history.
@@ -571,6 +564,8 @@ class LogStore:
         disk_upto = min(window.upto, queued[0].first_seq - 1) if queued else window.upto
         newest_first: list[LogLine] = []
         for chunk in reversed(queued):
+            if len(newest_first) >= limit:
+                break
             for seq, line in reversed(list(enumerate(chunk.lines, start=chunk.first_seq))):
                 if window.admits(seq, line) and len(newest_first) < limit:
                     newest_first.append(line)
