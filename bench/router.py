@@ -15,10 +15,12 @@ Two load shapes:
 `http.server` (a thread per connection, HTTP/1.1 keep-alive): about what a small Python app
 answers, to set the router's cost against an app that does a little work per request.
 
-`--relay-baselines` adds two relays with no routing at all at the many-connection load, for scale:
+`--relay-baselines` adds relays with no routing at all at the many-connection load, for scale:
 a bare asyncio Protocol relay (one upstream connection per client connection, finding only where
-each request head ends), and a bare trio relay built from the router's own socket layer (`Conn`,
-one task per client connection, Content-Length framing only).
+each request head ends), a bare trio relay built from the router's own socket layer (`Conn`,
+one task per client connection, Content-Length framing only), and, when Debian's `haproxy` is
+installed, HAProxy in HTTP mode with one server, no logging and no added headers: a compiled
+production proxy doing less than the router does, so the most any relay gets on this machine.
 
     .venv/bin/python bench/router.py [--duration 5] [--connections 50] [--rounds 2]
                                      [--app asyncio|stdlib] [--relay-baselines]
@@ -38,6 +40,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,6 +220,30 @@ def serve_trio_relay(port: int, app_port: int) -> None:
     trio.run(main)
 
 
+HAPROXY_CONFIG = """\
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 55s
+  timeout server 30s
+frontend relay
+  bind 127.0.0.1:{port}
+  default_backend app
+backend app
+  http-reuse always
+  server web.1 127.0.0.1:{app_port}
+"""
+
+
+def start_haproxy(port: int, app_port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    """HAProxy in the foreground (`-db`) with one thread: the app and wrk share the 2 cores."""
+    config = workdir / "haproxy.cfg"
+    config.write_text(HAPROXY_CONFIG.format(port=port, app_port=app_port))
+    return subprocess.Popen(["haproxy", "-db", "-f", str(config)])
+
+
 # -- load -----------------------------------------------------------------------------------------
 
 
@@ -374,11 +401,17 @@ def main() -> None:
     load = run_wrk if use_wrk else run_python_client
     app_port, router_port = free_port(), free_port()
     relays = {"asyncio": free_port(), "trio": free_port()} if args.relay_baselines else {}
+    if args.relay_baselines and shutil.which("haproxy"):
+        relays["haproxy"] = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="waka-bench-router-"))
     processes = [start("--serve-app", str(app_port), "--app", args.app)]
     try:
         processes.append(start("--serve-router", str(router_port), str(app_port)))
         for kind, port in relays.items():
-            processes.append(start(f"--serve-{kind}-relay", str(port), str(app_port)))
+            if kind == "haproxy":
+                processes.append(start_haproxy(port, app_port, workdir))
+            else:
+                processes.append(start(f"--serve-{kind}-relay", str(port), str(app_port)))
         host = f"{APP}.localhost"
         for port in (app_port, router_port, *relays.values()):
             wait_listening(port)
@@ -395,6 +428,7 @@ def main() -> None:
     finally:
         for process in processes:
             stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)
 
     def median(path: str, connections: int, field: str) -> float:
         return statistics.median(getattr(r, field) for r in results[(path, connections)])
