@@ -75,6 +75,10 @@ class DynoManager:
         self._ports = ports or PortAllocator()
         self._dynos: dict[str, Dyno] = {}
         self._nursery: trio.Nursery | None = None
+        # Ports of the assigned host-network services (add-ons), for private networks; the lock
+        # keeps updates in order (each applies the latest set).
+        self._host_services: frozenset[int] = frozenset()
+        self._host_services_lock = trio.Lock()
         # Only a deliberate stop of the agent stops its dynos: an agent that dies of an error
         # (or is killed) leaves them running, and the next agent adopts them.
         self.stop_dynos_on_exit = False
@@ -197,7 +201,22 @@ class DynoManager:
             if dyno_id not in wanted and dyno_id not in kept:
                 assert self._nursery is not None
                 self._nursery.start_soon(dyno.stop)
+        services = frozenset(
+            int(spec.fixed_port)
+            for spec in wanted.values()
+            if spec.fixed_port and not spec.private_network
+        )
+        if self._ctx.networks is not None and services != self._host_services:
+            self._host_services = services
+            assert self._nursery is not None
+            self._nursery.start_soon(self._publish_host_services)
         self._ctx.changed()
+
+    async def _publish_host_services(self) -> None:
+        networks = self._ctx.networks
+        assert networks is not None
+        async with self._host_services_lock:
+            await trio.to_thread.run_sync(networks.set_host_services, self._host_services)
 
     def _movable(self) -> list[Dyno]:
         """The dynos the controller would move to another node: formation dynos, not one-offs

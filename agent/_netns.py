@@ -8,6 +8,13 @@ dyno at 127.0.0.1:$PORT); another app's dynos do not reach its loopback, which i
 Outbound traffic is masqueraded behind the host's address; DNS uses the host's /etc/resolv.conf,
 or, when the host's nameservers are on loopback (systemd-resolved), its upstream servers.
 
+On a node whose address is loopback (`waka up`), the host's services (add-ons: dynos with a fixed
+port on the host's network, whose URLs name 127.0.0.1) are reached at 127.0.0.1:PORT from inside
+the namespace too, as from the host: the namespace's own table `ip waka-services` DNATs those
+ports to the host end of the veth (where the services listen, on every address) and gives the
+packets the namespace's address (`route_localnet` on its eth0 lets a loopback-addressed packet be
+routed at all). Only those ports: the rest of the host's loopback stays out of reach.
+
 Inbound, a dyno with $PORT is reached:
 - from this host at NETNS_IP:$PORT (the host routes each /30 to its veth). A node whose address is
   loopback reports that address (`DynoStatus.address`): the controller and its router are here.
@@ -62,6 +69,7 @@ PREFIX: Final = 30
 NETNS_DIR: Final = Path("/run/netns")
 HOST_DIR: Final = Path("/run/waka-network")  # host-wide: the lock, and forwarding holders
 NS_INTERFACE: Final = "eth0"
+SERVICES_TABLE: Final = "waka-services"  # inside each namespace of a loopback node
 RESOLV_CONF: Final = Path("/etc/resolv.conf")
 RESOLVED_UPSTREAM: Final = Path("/run/systemd/resolve/resolv.conf")
 _TOOL_PATH: Final = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -223,6 +231,30 @@ def render_ports(
     return "\n".join(lines) + "\n"
 
 
+def render_host_services(ns_ip: IPv4Address, host_ip: IPv4Address, ports: Iterable[int]) -> str:
+    """An `nft -f` script for inside a namespace: 127.0.0.1:PORT for each port goes to `host_ip`
+    with the namespace's address as its source. Replaces whatever the namespace had (an empty
+    `ports` removes the table), in one transaction."""
+    table = SERVICES_TABLE
+    lines = [f"add table ip {table}", f"delete table ip {table}"]
+    wanted = sorted({int(port) for port in ports})
+    if wanted:
+        lines += [
+            f"table ip {table} {{",
+            "  chain output {",
+            "    type nat hook output priority -100; policy accept;",
+            f"    ip daddr 127.0.0.1 tcp dport {{ {', '.join(map(str, wanted))} }}"
+            f" dnat to {host_ip}",
+            "  }",
+            "  chain postrouting {",
+            "    type nat hook postrouting priority srcnat; policy accept;",
+            f'    oifname "{NS_INTERFACE}" ip saddr 127.0.0.0/8 snat to {ns_ip}',
+            "  }",
+            "}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------------------------
 # Networks
 
@@ -329,6 +361,8 @@ class PrivateNetworks:
         self._attached: dict[str, tuple[str, int | None]] = {}  # dyno id -> (key, port)
         self._resolv_conf: Path | None = None
         self._host_depth = 0
+        # Loopback node: the host services' ports every namespace reaches (None: not told yet).
+        self._host_services: frozenset[int] | None = None
 
     @classmethod
     def for_agent(
@@ -401,6 +435,24 @@ class PrivateNetworks:
     def networks(self) -> list[Network]:
         with self._lock:
             return list(self._networks.values())
+
+    def set_host_services(self, ports: Iterable[int]) -> None:
+        """The ports of the host-network services on this node (add-ons). On a loopback node,
+        every namespace, present and future, reaches them at 127.0.0.1:PORT; elsewhere their URLs
+        name the node's address, which namespaces reach anyway, and this does nothing. Blocking
+        (nft in each namespace); a namespace that cannot be updated is logged and skipped."""
+        if not self.loopback_node:
+            return
+        with self._lock:
+            wanted = frozenset(ports)
+            if wanted == self._host_services:
+                return
+            self._host_services = wanted
+            for network in self._networks.values():
+                try:
+                    self._install_host_services(network)
+                except NetworkError as error:
+                    self._log(f"private network {network.name}: host services: {error}")
 
     def _attachment(self, network: Network, port: int | None) -> Attachment:
         return Attachment(network, port, self._resolv_conf)
@@ -480,6 +532,12 @@ class PrivateNetworks:
                     f"route add default via {network.host_ip}\n",
                 )
                 _write_sysctl(f"net/ipv4/conf/{network.veth}/forwarding", "1")
+                if self.loopback_node:
+                    self._in_namespace(
+                        network,
+                        ["sysctl", "-qw", f"net.ipv4.conf.{NS_INTERFACE}.route_localnet=1"],
+                    )
+                    self._install_host_services(network)
             except (NetworkError, OSError) as error:
                 self._destroy(network)
                 raise NetworkError(
@@ -521,6 +579,13 @@ class PrivateNetworks:
 
     def _nft(self, script: str) -> None:
         self._run(["nft", "-f", "-"], script)
+
+    def _in_namespace(self, network: Network, argv: list[str], stdin: str | None = None) -> str:
+        return self._run(["ip", "netns", "exec", network.name, *argv], stdin)
+
+    def _install_host_services(self, network: Network) -> None:
+        script = render_host_services(network.ns_ip, network.host_ip, self._host_services or ())
+        self._in_namespace(network, ["nft", "-f", "-"], script)
 
     def _table_exists(self) -> bool:
         try:

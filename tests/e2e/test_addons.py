@@ -8,6 +8,7 @@ libnss-wrapper (initdb refuses a uid without a passwd entry; see controller/_add
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from conftest import WAKA, Daemon, start_up, stop_and_check_clean, wait_for
+
+from waka.agent._netns import POOL, agent_tag, kernel_objects
 
 pytestmark = pytest.mark.root
 
@@ -169,6 +172,38 @@ def test_redis_round_trips_a_key_from_a_dyno(platform: Platform, waka: Daemon):
     )
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout.strip() == "hello"
+
+
+def test_an_app_on_a_private_network_reaches_its_addons_at_their_loopback_url(
+    platform: Platform, waka: Daemon
+):
+    """Under `waka up` an add-on's URL names 127.0.0.1, which inside a private network is the
+    namespace's own loopback: the agent maps the add-on ports (and only those) to the host."""
+    tag = agent_tag((platform.data_dir / "agent").resolve())
+    app = make_app(platform, "walled")
+    try:
+        waka.waka("features:enable", "private-network", "-a", app)
+        create(waka, app, "redis")
+        url = config(waka, app)["REDIS_URL"]
+        assert url.rpartition("@")[2].startswith("127.0.0.1:"), url
+        ping = (
+            "ip -4 -o addr show dev eth0 | awk '{print $4}'"
+            ' && redis-cli --no-auth-warning -u "$REDIS_URL" PING'
+        )
+        wait_until_answering(waka, app, ping)
+        address, answer = in_dyno(waka, app, ping).stdout.split()
+        assert ipaddress.ip_address(address.partition("/")[0]) in POOL  # in its namespace
+        assert answer == "PONG"
+        # The rest of the host's loopback stays out of reach.
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            port = listener.getsockname()[1]
+            probe = (
+                f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 3)'"
+            )
+            assert in_dyno(waka, app, probe, check=False).returncode != 0
+    finally:
+        waka.waka("apps:destroy", app, "--confirm", app)
+    wait_for(lambda: not kernel_objects(tag), 30, "the app's private network to be removed")
 
 
 def test_an_app_cannot_use_another_apps_database(platform: Platform, waka: Daemon):

@@ -16,6 +16,7 @@ from waka.agent._netns import (
     netns_name,
     netns_resolv_conf,
     network_key,
+    render_host_services,
     render_ports,
     render_table,
     routed_networks,
@@ -69,6 +70,18 @@ def test_the_table_maps_ports_masquerades_and_guards_switched_uplinks():
         "delete element ip waka-abcde ports { 20000 }",
         "add element ip waka-abcde ports { 20001 : 10.213.0.2 }",
     ]
+
+
+def test_a_namespace_reaches_the_host_services_at_loopback_and_only_those():
+    ns_ip, host_ip = IPv4Address("10.213.0.6"), IPv4Address("10.213.0.5")
+    script = render_host_services(ns_ip, host_ip, [30001, 30000, 30001])
+    lines = script.splitlines()
+    # Replaces whatever the namespace had, in one transaction.
+    assert lines[:2] == ["add table ip waka-services", "delete table ip waka-services"]
+    assert "    ip daddr 127.0.0.1 tcp dport { 30000, 30001 } dnat to 10.213.0.5" in lines
+    assert '    oifname "eth0" ip saddr 127.0.0.0/8 snat to 10.213.0.6' in lines
+    # No services: the table goes, and with it every rule.
+    assert render_host_services(ns_ip, host_ip, []).splitlines() == lines[:2]
 
 
 def test_loopback_resolvers_are_replaced_by_the_upstream_ones():
