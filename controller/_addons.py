@@ -132,15 +132,10 @@ class Addons:
         """The reconciler's `services` hook: the managed add-ons this node runs."""
         specs = []
         for row in load_addons(db, "WHERE a.mode = 'managed' AND a.node_id = ?", (node_id,)):
-            try:
-                provider = self.providers.get(row.service)
-                size = self._sizes[provider.plan(row.plan).size]
-            except (NotFound, InvalidInput, KeyError):
-                log.error(
-                    "add-on %s: no provider or plan for %s:%s", row.name, row.service, row.plan
-                )
+            size = self._size_of(row.name, row.service, row.plan)
+            if size is None:
                 continue
-            process = provider.service_process(row.record(), size)
+            process = self.providers.get(row.service).service_process(row.record(), size)
             specs.append(
                 DynoSpec(
                     id=row.instance,
@@ -158,6 +153,27 @@ class Addons:
                 )
             )
         return specs
+
+    def service_memory(self, db: Database) -> dict[str, int]:
+        """The reconciler's `service_memory` hook: MB the managed add-ons take, by node (their
+        plans' sizes), so placement does not count that memory as free."""
+        committed: dict[str, int] = {}
+        for name, service, plan, node_id in db.execute(
+            "SELECT name, service, plan, node_id FROM addons"
+            " WHERE mode = 'managed' AND node_id IS NOT NULL"
+        ):
+            size = self._size_of(name, service, plan)
+            if size is not None:
+                committed[node_id] = committed.get(node_id, 0) + size.memory_mb
+        return committed
+
+    def _size_of(self, name: str, service: str, plan: str) -> DynoSize | None:
+        """The dyno size a managed add-on's plan runs at; None (logged) if unknown here."""
+        try:
+            return self._sizes[self.providers.get(service).plan(plan).size]
+        except (NotFound, InvalidInput, KeyError):
+            log.error("add-on %s: no provider or plan for %s:%s", name, service, plan)
+            return None
 
     def rollback_config(
         self, db: Database, app: AppRow, target: dict[str, str]

@@ -106,7 +106,8 @@ class Nodes:
 
     async def list(self) -> list[Node]:
         def read(db: Database) -> tuple[list[tuple], dict[str, int], dict[str, int]]:
-            committed, counts = node_usage(db, DEFAULT_SIZES)
+            counts = node_usage(db, DEFAULT_SIZES)[1]
+            committed = self._reconciler.committed_memory(db)
             rows = db.execute(
                 "SELECT id, name, address, last_seen, cordoned, draining FROM nodes ORDER BY name"
             ).fetchall()

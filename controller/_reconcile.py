@@ -275,6 +275,8 @@ class Reconciler:
         # Long-running services a node also runs (managed add-ons), as dyno specs, by node;
         # called inside a read transaction.
         self.services: Callable[[Database, str], list[DynoSpec]] = lambda _db, _node: []
+        # The memory those services take, in MB by node (inside a read transaction).
+        self.service_memory: Callable[[Database], Mapping[str, int]] = lambda _db: {}
 
     # ------------------------------------------------------------ triggers
 
@@ -424,9 +426,16 @@ class Reconciler:
                 touched.add(node_id)
         return touched, plan.stop
 
+    def committed_memory(self, db: Database) -> dict[str, int]:
+        """MB committed per node: its dynos' sizes and its services' (managed add-ons)."""
+        committed = committed_by_node(db, self._sizes)
+        for node_id, memory_mb in self.service_memory(db).items():
+            committed[node_id] = committed.get(node_id, 0) + memory_mb
+        return committed
+
     def _placer(self, db: Database, view: FleetView, app_id: str, slug_sha: str) -> Placer:
         """Placement for one pass: every node's load now, and the app's dynos per node and type."""
-        committed = committed_by_node(db, self._sizes)
+        committed = self.committed_memory(db)
         nodes = [
             NodeInfo(
                 node_id=n.node_id,

@@ -304,6 +304,7 @@ async def _serve(
             store, hub, reconciler, releaser, fleet, data_dir / "addon-backups"
         )
         reconciler.services = addons.services
+        reconciler.service_memory = addons.service_memory
         apps.before_destroy = addons.app_destroyed
         releaser.rollback_config = addons.rollback_config
 

@@ -154,6 +154,8 @@ def test_a_node_is_assigned_its_managed_addons_as_service_processes(store):
     assert spec.size.name == "standard-1x"
     assert spec.env["WAKA_ADDON_PASSWORD"] == "pw1"
     assert "pw1" not in spec.command
+    # What placement counts as taken on each node: the plans' sizes (basic: standard-1x).
+    assert store.read_now(addons.service_memory) == {"n1": 512, "n2": 512}
 
 
 def test_the_rollback_hook_has_the_releasers_signature(store):

@@ -242,6 +242,23 @@ def test_dynos_wait_with_a_reason_when_no_node_can_take_them(store):
     assert "512 MB" in next(iter(reconciler.pending_reasons.values()))
 
 
+def test_memory_taken_by_a_nodes_services_is_not_placed_again(store):
+    fleet = Fleet()
+    (session,) = join(store, fleet, 1, memory_mb=256)
+    add_app(store, "one", 3)
+    reconciler = Reconciler(store, fleet, LogHub())
+    # A managed add-on of 512 MB on the node: of 1024 MB (4x overcommit) 512 are left.
+    reconciler.service_memory = lambda _db: {session.node_id: 512}
+
+    async def main():
+        await reconciler.reconcile_app("one")
+
+    run(main)
+    assert placed(store) == {session.node_id: 1}
+    assert len(reconciler.pending_reasons) == 2
+    assert store.read_now(reconciler.committed_memory) == {session.node_id: 1024}
+
+
 def test_a_fleet_view_is_a_snapshot_of_what_the_nodes_reported(store):
     fleet = Fleet()
     one, two = join(store, fleet, 2)
