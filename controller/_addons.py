@@ -123,6 +123,7 @@ class Addons:
         self._sizes = sizes
         self._ready_timeout = ready_timeout
         self._cleanup_wanted = trio.Event()
+        self._mirrors_lock = trio.Lock()
         # Called with an add-on's id once it is destroyed (backups delete their files).
         self.destroyed_hooks: list[Callable[[str], Awaitable[None]]] = []
 
@@ -332,6 +333,7 @@ class Addons:
             return load_addons(db, "WHERE a.id = ?", (addon_id,))[0]
 
         row = await self._store.write(insert)
+        await self.route_logs()  # its first lines say whether it starts
         self._hub.emit(app, f"Provisioning {row.name} ({row.service}:{row.plan}) by {user}")
         note = ""
         try:
@@ -416,6 +418,7 @@ class Addons:
                     "add-on %s: cannot delete its database after a failed create", row.name
                 )
         await self._store.write(lambda db: self._delete(db, row))
+        await self.route_logs()
         if row.mode == "managed":
             await self._reconciler.push_node(row.node_id)
             self._cleanup_wanted.set()
@@ -454,6 +457,7 @@ class Addons:
             set_attachment_var(db, target.id, config_var(name), url)
 
         version = await self._release(app, apply, f"Attach {name} ({row.name})", user)
+        await self.route_logs()
         self._hub.emit(app, f"Attached {row.name} as {name} by {user}")
         return Change(app, config_var(name), version, "attach")
 
@@ -482,6 +486,7 @@ class Addons:
             retire_attachment_var(db, target.id, config_var(name))
 
         version = await self._release(app, apply, f"Detach {name} ({row.name})", user)
+        await self.route_logs()
         self._hub.emit(app, f"Detached {row.name} ({name}) by {user}")
         return Change(app, config_var(name), version, "detach")
 
@@ -521,6 +526,7 @@ class Addons:
         if row.mode == "external":
             await trio.to_thread.run_sync(self.providers.get(row.service).deprovision, row.record())
         await self._store.write(lambda db: self._delete(db, row))
+        await self.route_logs()
         if row.mode == "managed":
             await self._reconciler.push_node(row.node_id)
             self._cleanup_wanted.set()
@@ -563,6 +569,25 @@ class Addons:
                 (row.id, row.node_id, row.instance, self._clock()),
             )
         db.execute("DELETE FROM addons WHERE id = ?", (row.id,))
+
+    async def route_logs(self) -> None:
+        """A managed add-on's output goes to the streams of its owner and of the apps it is
+        attached to as well, as `app[ADDON]` lines (Heroku's Postgres logs show up in the
+        app's logs alike). Call after each change of add-ons or attachments."""
+        async with self._mirrors_lock:  # the last read wins, never an older one
+            pairs = await self._store.read(
+                lambda db: db.execute(
+                    "SELECT a.name, p.name FROM addons a JOIN apps p ON p.id = a.owner_app_id"
+                    " WHERE a.mode = 'managed'"
+                    " UNION SELECT a.name, p.name FROM addon_attachments t"
+                    " JOIN addons a ON a.id = t.addon_id JOIN apps p ON p.id = t.app_id"
+                    " WHERE a.mode = 'managed' ORDER BY 1, 2"
+                ).fetchall()
+            )
+            mirrors: dict[str, list[str]] = {}
+            for addon, app in pairs:
+                mirrors.setdefault(addon, []).append(app)
+            self._hub.set_mirrors(mirrors)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Deletes the volumes of destroyed add-ons once their node has stopped the service."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -244,6 +244,9 @@ class LogHub:
         self._tails: dict[str, set[Tail]] = {}
         self._store = store
         self._sinks: list[Callable[[list[LogLine]], None]] = []
+        # Streams whose lines also go to other apps' streams: a managed add-on's output to the
+        # apps it is attached to, as `app[ADDON]`.
+        self._mirrors: dict[str, tuple[str, ...]] = {}
         if store is not None:
             store.report_to(lambda app, text: self.emit(app, text, dyno="logplex"))
 
@@ -258,11 +261,33 @@ class LogHub:
         for app, app_lines in by_app.items():
             self.publish_app(app, app_lines)
 
+    def set_mirrors(self, mirrors: Mapping[str, Iterable[str]]) -> None:
+        """From now on the lines of each stream `name` are also published to the apps
+        `mirrors[name]`, with `name` as their dyno (the whole mapping, not a change)."""
+        self._mirrors = {name: tuple(apps) for name, apps in mirrors.items() if apps}
+
     def publish_app(
         self, app: str, lines: Sequence[LogLine], batch: LogBatch | None = None
     ) -> None:
         """Publishes lines that are all of `app`; `batch`, if given, is a LogBatch holding
         exactly these lines (the tails and the store then pass it on instead of copying)."""
+        self._deliver(app, lines, batch)
+        for target in self._mirrors.get(app, ()):
+            self._deliver(
+                target,
+                [
+                    LogLine(
+                        time_us=line.time_us,
+                        app=target,
+                        source=line.source,
+                        dyno=app,
+                        text=line.text,
+                    )
+                    for line in lines
+                ],
+            )
+
+    def _deliver(self, app: str, lines: Sequence[LogLine], batch: LogBatch | None = None) -> None:
         history = self._history.get(app)
         if history is None:
             history = self._history[app] = deque(maxlen=self._history_size)

@@ -388,6 +388,7 @@ async def _serve(
         if not bound_agent_port:
             raise OSError(f"cannot listen for agents on {config.agent_api}")
         agents.agent_endpoint = f"{agent_host}:{bound_agent_port}"
+        await addons.route_logs()  # before any agent ships an add-on's lines
         server.start()
         try:
             await nursery.start(nodes.run)

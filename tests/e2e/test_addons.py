@@ -172,6 +172,17 @@ def test_redis_round_trips_a_key_from_a_dyno(platform: Platform, waka: Daemon):
     )
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout.strip() == "hello"
+    # The server's own output is in the app's logs, as `app[ADDON]` lines.
+    name = change["addon"]["name"]
+    wait_for(
+        lambda: (
+            "Ready to accept connections"
+            in waka.waka("logs", "-a", "cache", "-n", "1500", "-d", name).stdout
+        ),
+        30,
+        f"the output of {name} in the app's logs",
+    )
+    assert f"app[{name}]:" in waka.waka("logs", "-a", "cache", "-n", "1500").stdout
 
 
 def test_an_app_on_a_private_network_reaches_its_addons_at_their_loopback_url(

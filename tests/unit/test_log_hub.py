@@ -47,6 +47,31 @@ def test_source_filter_is_exact():
     assert texts(hub.history("a", LogFilter(source="app"), 10)) == ["1"]
 
 
+def test_a_mirrored_stream_also_reaches_each_app_with_its_name_as_the_dyno():
+    async def main():
+        hub = LogHub()
+        hub.set_mirrors({"redis-1": ["shop", "blog"], "unattached": []})
+        _, tail = hub.open_tail("shop", LogFilter(dyno="redis-1"), 0)
+        batch = LogBatch(lines=[line("Ready", app="redis-1", dyno="redis")])
+        hub.publish_app("redis-1", batch.lines, batch)
+        live = await tail.next_batch()
+        assert [(x.app, x.source, x.dyno, x.text) for x in live] == [
+            ("shop", "app", "redis-1", "Ready")
+        ]
+        assert texts(hub.history("blog", LogFilter(), 10)) == ["Ready"]
+        # Its own stream keeps the line as it came; an app's own lines are not mirrored back.
+        assert [x.dyno for x in hub.history("redis-1", LogFilter(), 10)] == ["redis"]
+        hub.publish([line("hi", app="shop")])
+        assert texts(hub.history("redis-1", LogFilter(), 10)) == ["Ready"]
+        # A new mapping replaces the old one.
+        hub.set_mirrors({"redis-1": ["blog"]})
+        hub.publish([line("again", app="redis-1", dyno="redis")])
+        assert texts(hub.history("shop", LogFilter(), 10)) == ["Ready", "hi"]
+        assert texts(hub.history("blog", LogFilter(), 10)) == ["Ready", "again"]
+
+    trio.run(main)
+
+
 def test_tail_has_no_gap_and_no_duplicate_between_history_and_live():
     async def main():
         hub = LogHub()
