@@ -79,9 +79,24 @@ class Api:
         self.addons = Service(platform_pb2_grpc.AddonsStub(channel), target)
 
 
+# While a call is open (a tail, a build's output), the CLI pings the controller every 10 s and
+# gives up after 10 s without an answer: a controller whose host lost power or network never
+# says goodbye, and `waka logs -t` would otherwise wait for it forever. (The controller accepts
+# pings every 5 s; an idle channel does not ping.)
+KEEPALIVE_OPTIONS = (
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    # grpcio (1.85) ends a connection on an unanswered ping after this, not after the keepalive
+    # timeout above (its default is a minute).
+    ("grpc.http2.ping_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),  # a quiet tail carries no data for hours
+)
+
+
 @contextmanager
 def connected(target: ApiTarget) -> Iterator[Api]:
-    channel = grpc.insecure_channel(target.address)
+    channel = grpc.insecure_channel(target.address, options=KEEPALIVE_OPTIONS)
     try:
         yield Api(channel, target)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -213,3 +214,70 @@ def test_a_quiet_stream_of_a_client_that_pings_is_not_hung_up_on(shared_waka: Da
         assert finished.wait(10)
         assert isinstance(ended[-1], grpc.RpcError)
         assert ended[-1].code() == grpc.StatusCode.CANCELLED
+
+
+class FreezableRelay:
+    """A TCP relay to `target` that can go silent: its connections stay open and carry nothing
+    any more, as when the controller's host loses power or the network in between goes."""
+
+    def __init__(self, target: str) -> None:
+        host, _, port = target.rpartition(":")
+        self._target = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self.frozen = threading.Event()
+        self.answered = threading.Event()  # the controller sent something through
+        self._sockets: list[socket.socket] = [self._listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client = self._listener.accept()[0]
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(upstream, client, self.answered), daemon=True
+            ).start()
+
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, seen: threading.Event | None = None
+    ) -> None:
+        try:
+            while data := source.recv(65536):
+                if not self.frozen.is_set():  # frozen: swallowed, never answered
+                    sink.sendall(data)
+                    if seen is not None:
+                        seen.set()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+
+
+def test_a_tail_whose_controller_goes_silent_ends_with_a_message(shared_waka: Daemon):
+    shared_waka.waka("apps:create", "cut-off", "--no-remote")
+    relay = FreezableRelay(shared_waka.api)
+    tail = subprocess.Popen(
+        [WAKA, "logs", "-t", "-a", "cut-off"],
+        env={**shared_waka.env, "WAKA_API": relay.address},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert relay.answered.wait(30), "the tail never reached the controller"
+        relay.frozen.set()
+        # Keepalive pings every 10 s, 10 s for the answer: the CLI gives up within ~20 s.
+        _, stderr = tail.communicate(timeout=60)
+        assert tail.returncode == 1
+        assert f"cannot reach the waka controller at {relay.address}" in stderr
+    finally:
+        tail.kill()
+        tail.wait()
+        relay.close()
