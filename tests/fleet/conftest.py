@@ -74,9 +74,9 @@ _counter = itertools.count(1)
 T = TypeVar("T")
 
 
-def run(*argv: str) -> str:
+def run(*argv: str, stdin: str | None = None) -> str:
     """Runs a setup command; fails the test with its output if it fails."""
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30)
     if result.returncode != 0:
         raise AssertionError(
             f"{' '.join(argv)} exited {result.returncode}: {result.stderr.strip()}"
@@ -113,6 +113,34 @@ class Host:
 
     def restore(self) -> None:
         run("ip", "link", "set", self.veth, "up")
+
+    @property
+    def silence_table(self) -> str:
+        return f"{self.netns}-silence"  # in the root namespace
+
+    def silence(self) -> None:
+        """Drops every packet between the host and the rest, where neither end's own sends
+        fail: what the host sends is dropped on arrival in the root namespace, what it is sent
+        on arrival in its own. Links and ARP stay up; no socket learns of it but from its own
+        timeouts, as behind a dead router."""
+        drop = f"ip saddr {self.address} drop;"
+        run(
+            "nft", "-f", "-",
+            stdin=f"table ip {self.silence_table} {{\n"
+            f"  chain in {{ type filter hook input priority 0; {drop} }}\n"
+            f"  chain relayed {{ type filter hook forward priority 0; {drop} }}\n"
+            "}\n",
+        )  # fmt: skip
+        run(
+            "ip", "netns", "exec", self.netns, "nft", "-f", "-",
+            stdin="table ip silence {\n"
+            "  chain in { type filter hook input priority 0; iifname \"eth0\" drop; }\n"
+            "}\n",
+        )  # fmt: skip
+
+    def unsilence(self) -> None:
+        run("nft", "delete", "table", "ip", self.silence_table)
+        run("ip", "netns", "exec", self.netns, "nft", "delete", "table", "ip", "silence")
 
 
 class Network:
@@ -152,13 +180,14 @@ class Network:
 
     def destroy(self) -> None:
         for host in self.hosts.values():
+            run_quietly("nft", "delete", "table", "ip", host.silence_table)
             run_quietly("ip", "netns", "delete", host.netns)  # takes the peer, so the pair
             run_quietly("ip", "link", "delete", host.veth)
         run_quietly("ip", "link", "delete", self.bridge)
 
     def leftovers(self) -> list[str]:
         """Anything of this network the kernel still has."""
-        names = run("ip", "netns", "list") + run("ip", "-o", "link")
+        names = run("ip", "netns", "list") + run("ip", "-o", "link") + run("nft", "list", "tables")
         tag = re.escape(self.tag)
         mine = re.compile(rf"\b({PREFIX}-br{tag}\b|{PREFIX}-{tag}-a\d|{PREFIX}{tag}v\d)")
         return [line for line in names.splitlines() if mine.search(line)]

@@ -94,9 +94,14 @@ def test_cut_off_host_keeps_its_dynos_while_replaced_and_extras_stop_when_it_ret
     assert not set(its_dynos) & set(cluster.running()), "the replaced copies still run"
 
 
+@pytest.mark.parametrize("fault", ["cut", "silence"])
 def test_with_a_fence_time_a_cut_off_host_stops_its_dynos_before_they_run_elsewhere(
-    cluster: Cluster,
+    cluster: Cluster, fault: str
 ):
+    """`cut`: the host's link goes down (its sockets fail within seconds, on failed ARP);
+    `silence`: every packet is dropped on the way and nothing else happens, so only the
+    agent's own timeouts can tell it that the controller is gone (its keepalive pings go
+    unacknowledged: grpc's TCP_USER_TIMEOUT, 5 s, ends the connection)."""
     fenced = cluster.add_agent(options=("--fence-after", "3"))
     cluster.add_agent()
     cluster.create_ticker_app("tick")
@@ -105,15 +110,21 @@ def test_with_a_fence_time_a_cut_off_host_stops_its_dynos_before_they_run_elsewh
     its_dynos = fenced.dyno_processes()
     assert len(its_dynos) == 2, cluster.describe("tick")
 
+    fail, repair = {
+        "cut": (fenced.host.cut, fenced.host.restore),
+        "silence": (fenced.host.silence, fenced.host.unsilence),
+    }[fault]
     started = time.monotonic()
-    fenced.host.cut()
+    fail()
     try:
-        wait_for(lambda: not fenced.dyno_processes(), 30, "the fenced host to stop its dynos", 0.1)
+        wait_for(lambda: not fenced.dyno_processes(), 90, "the fenced host to stop its dynos", 0.1)
         stopped_after = time.monotonic() - started
         replaced_after = wait_replaced_elsewhere(cluster, fenced, started)
     finally:
-        fenced.host.restore()
-    print(f"fence: stopped after {stopped_after:.1f}s, replaced after {replaced_after:.1f}s")
+        repair()
+    print(
+        f"fence ({fault}): stopped after {stopped_after:.1f}s, replaced after {replaced_after:.1f}s"
+    )
     assert "the fence time" in fenced.log(since_start=True)
     # The app never ran twice: the cut-off copies were gone before the replacements started.
     assert stopped_after < replaced_after
