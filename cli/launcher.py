@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from waka.agent import Agent, AgentConfig, AgentError
-from waka.controller import BuildLimits, ControllerConfig, run_controller
+from waka.controller import BuildLimits, ControllerConfig, run_controller, trusted_networks
 
 DEFAULT_API = "127.0.0.1:7400"
 DEFAULT_HTTP = "127.0.0.1:7401"
@@ -69,6 +69,15 @@ def _controller_options(parser: argparse.ArgumentParser) -> None:
         default="localhost",
         help="apps are served at APP.DOMAIN (default localhost; homelabs use a wildcard DNS name)",
     )
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        type=_network,
+        default=[],
+        metavar="CIDR",
+        help="a proxy in front of the router (e.g. a TLS terminator at 127.0.0.1) whose"
+        " X-Forwarded-Proto and X-Forwarded-Port the apps get; repeatable",
+    )
     parser.add_argument("--public-host", default="", help="host name to put in git URLs")
     parser.add_argument(
         "--stop-grace",
@@ -112,6 +121,14 @@ def _controller_options(parser: argparse.ArgumentParser) -> None:
         default=3600,
         help="seconds a release command may run before the release fails (default 3600)",
     )
+
+
+def _network(text: str) -> str:
+    try:
+        trusted_networks([text])
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text.strip()
 
 
 def _grpc_workers(text: str) -> int:
@@ -245,25 +262,7 @@ def up(argv: list[str]) -> int:
     async def start(nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
         running = await nursery.start(
             run_controller,
-            ControllerConfig(
-                data_dir=data_dir,
-                api=args.api,
-                http=args.http,
-                router=args.router,
-                agent_api=args.agent_api,
-                domain=args.domain,
-                public_host=args.public_host,
-                stop_grace_seconds=args.stop_grace,
-                boot_timeout_seconds=args.boot_timeout,
-                release_timeout=args.release_timeout,
-                build_timeout=args.build_timeout,
-                keep_releases=args.keep_releases,
-                grpc_workers=args.grpc_workers,
-                build_limits=BuildLimits(
-                    slug_warn_bytes=args.slug_max_mb * 600_000,
-                    slug_max_bytes=args.slug_max_mb * 1_000_000,
-                ),
-            ),
+            _controller_config(args, data_dir),
         )
         stop = await _start_agent(
             nursery,
@@ -286,6 +285,29 @@ def up(argv: list[str]) -> int:
     return _run(lambda: _until_signalled(start))
 
 
+def _controller_config(args: argparse.Namespace, data_dir: Path) -> ControllerConfig:
+    return ControllerConfig(
+        data_dir=data_dir,
+        api=args.api,
+        http=args.http,
+        router=args.router,
+        agent_api=args.agent_api,
+        domain=args.domain,
+        trusted_proxies=tuple(args.trusted_proxy),
+        public_host=args.public_host,
+        stop_grace_seconds=args.stop_grace,
+        boot_timeout_seconds=args.boot_timeout,
+        release_timeout=args.release_timeout,
+        build_timeout=args.build_timeout,
+        keep_releases=args.keep_releases,
+        grpc_workers=args.grpc_workers,
+        build_limits=BuildLimits(
+            slug_warn_bytes=args.slug_max_mb * 600_000,
+            slug_max_bytes=args.slug_max_mb * 1_000_000,
+        ),
+    )
+
+
 def server(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="waka server", description="Run only the controller.")
     _common(parser)
@@ -297,25 +319,7 @@ def server(argv: list[str]) -> int:
     async def start(nursery: trio.Nursery) -> Callable[[], Awaitable[None]]:
         running = await nursery.start(
             run_controller,
-            ControllerConfig(
-                data_dir=data_dir,
-                api=args.api,
-                http=args.http,
-                router=args.router,
-                agent_api=args.agent_api,
-                domain=args.domain,
-                public_host=args.public_host,
-                stop_grace_seconds=args.stop_grace,
-                boot_timeout_seconds=args.boot_timeout,
-                release_timeout=args.release_timeout,
-                build_timeout=args.build_timeout,
-                keep_releases=args.keep_releases,
-                grpc_workers=args.grpc_workers,
-                build_limits=BuildLimits(
-                    slug_warn_bytes=args.slug_max_mb * 600_000,
-                    slug_max_bytes=args.slug_max_mb * 1_000_000,
-                ),
-            ),
+            _controller_config(args, data_dir),
         )
         print(
             f"waka controller is up: API {running.api}, git http://{running.http}/APP.git\n"

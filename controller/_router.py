@@ -46,12 +46,13 @@ import logging
 import math
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import trio
 
 from waka.controller._router_headers import (
     forwarded_for,
+    forwarded_scheme,
     is_upgrade,
     request_id,
     simple_response,
@@ -106,16 +107,20 @@ class Router:
         timeouts: RouterTimeouts | None = None,
         clock: Callable[[], float] = time.time,
         proto: str = "http",
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
         """`log(app, line)` receives each router line; `clock` is the wall clock (X-Request-Start).
 
-        `proto` is what X-Forwarded-Proto says: "https" when a TLS terminator sits in front.
+        `proto` is what X-Forwarded-Proto says. `trusted_proxies` are networks (CIDR) of proxies
+        in front, such as a TLS terminator: what their X-Forwarded-Proto and X-Forwarded-Port say
+        is passed on, where anyone else's is replaced. A bad network raises ValueError.
         """
         self.table = table
         self.timeouts = timeouts or RouterTimeouts()
         self.metrics = RouterMetrics()
         self._clock = clock
         self._proto = proto
+        self._trusted = trusted_networks(trusted_proxies)
         self._pool = UpstreamPool(idle_timeout=self.timeouts.upstream_keepalive)
         self._watchdog = Watchdog(watchdog_tick(self.timeouts))
         self._proxy = Proxy(table, self._pool, self.metrics, log, self.timeouts)
@@ -165,6 +170,7 @@ class Router:
     async def _serve_client(self, sock: socket.socket) -> None:
         client = Conn(sock)
         client_ip, local_port = _addresses(sock)
+        trusted = bool(self._trusted) and _is_within(client_ip, self._trusted)
         keepalive = self.timeouts.client_keepalive
         now = self._proxy.now
         timer: Timer | None = None
@@ -186,7 +192,7 @@ class Router:
                         try:
                             head = parse_request_head(raw)
                             keep = await self._dispatch(
-                                client, head, received, client_ip, local_port, timer
+                                client, head, received, client_ip, local_port, timer, trusted
                             )
                         except (ProtocolError, _BadRequest) as error:
                             await client.send(
@@ -220,8 +226,10 @@ class Router:
         client_ip: bytes,
         port: int,
         timer: Timer,
+        trusted: bool,
     ) -> bool:
-        """Serves one request; True if the connection may carry another."""
+        """Serves one request; True if the connection may carry another. `trusted`: the client
+        is a proxy whose X-Forwarded-Proto/Port are kept."""
         target, host_value = _target_and_host(head)
         host = _normalize_host(host_value)
         keep_alive = head.version == b"1.1" and b"close" not in head.connection
@@ -229,6 +237,9 @@ class Router:
         route = self.table.route(app) if app is not None else None
         if app is None or route is None:
             return await self._serve_router_host(client, head, host, target, keep_alive)
+        proto = self._proto
+        if trusted:
+            proto, port = forwarded_scheme(head, proto, port)
         request = AppRequest(
             head=head,
             app=app,
@@ -236,7 +247,7 @@ class Router:
             target=target,
             forwarded_for=forwarded_for(head, client_ip),
             port=port,
-            proto=self._proto,
+            proto=proto,
             received=received,
             start_ms=int(self._clock() * 1000),
             request_id=request_id(head.get(b"x-request-id")),
@@ -290,6 +301,30 @@ class Router:
         except ValueError:
             return False
         return True
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(specs: Sequence[str]) -> tuple[Network, ...]:
+    """`127.0.0.1`, `10.0.0.0/8`, `::1` -> networks; ValueError naming a bad one."""
+    networks = []
+    for spec in specs:
+        try:
+            networks.append(ipaddress.ip_network(spec.strip(), strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{spec!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8)"
+            ) from None
+    return tuple(networks)
+
+
+def _is_within(ip: bytes, networks: Sequence[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(ip.decode())
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
 
 
 def watchdog_tick(timeouts: RouterTimeouts) -> float:

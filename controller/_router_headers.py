@@ -2,7 +2,8 @@
 
 To the dyno:
 - `X-Forwarded-For`: the client's address, appended to any value the client sent.
-- `X-Forwarded-Proto`, `X-Forwarded-Port`: the scheme and port the client used (replaced).
+- `X-Forwarded-Proto`, `X-Forwarded-Port`: the scheme and port the client used (replaced,
+  except from a trusted proxy, such as a TLS terminator in front: see `forwarded_scheme`).
 - `X-Request-Start`: when the router received the request, integer milliseconds since the epoch
   (Heroku's form; nginx's `t=` prefix is not used).
 - `X-Request-Id`: the client's value when it is 20 to 200 characters of `[A-Za-z0-9+/=-]`,
@@ -149,6 +150,20 @@ def upstream_request(
         append(b"Transfer-Encoding: chunked")
     lines.append(b"\r\n")
     return b"\r\n".join(lines)
+
+
+def forwarded_scheme(head: RequestHead, proto: str, port: int) -> tuple[str, int]:
+    """The scheme and port the client used, as a trusted proxy in front says (its
+    X-Forwarded-Proto and X-Forwarded-Port); `proto` and `port` where it says nothing usable.
+    A proxy that says https and no port was reached on 443 (80 for http)."""
+    said = (head.get(b"x-forwarded-proto") or b"").partition(b",")[0].strip().lower()
+    if said not in (b"http", b"https"):
+        return proto, port
+    scheme = said.decode()
+    sent_port = (head.get(b"x-forwarded-port") or b"").partition(b",")[0].strip()
+    if sent_port.isdigit() and 0 < int(sent_port) < 65536:
+        return scheme, int(sent_port)
+    return scheme, 443 if scheme == "https" else 80
 
 
 def forwarded_for(head: RequestHead, client_ip: bytes) -> bytes:

@@ -68,6 +68,8 @@ class ControllerConfig:
     # The HTTP router: apps at http://APP.DOMAIN:PORT/.
     router: str = "127.0.0.1:7402"
     domain: str = "localhost"
+    # Proxies in front of the router (CIDR) whose X-Forwarded-Proto/Port are passed on.
+    trusted_proxies: tuple[str, ...] = ()
     # The host name put into git URLs; defaults to the HTTP bind host.
     public_host: str = ""
     log_history: int = 1500
@@ -278,7 +280,9 @@ async def _serve(
 
         table = RoutingTable(domain=config.domain)
         router = Router(
-            table, log=lambda app, line: hub.emit(app, line, source="router", dyno="router")
+            table,
+            log=lambda app, line: hub.emit(app, line, source="router", dyno="router"),
+            trusted_proxies=config.trusted_proxies,
         )
         router_host, router_port = split_address(config.router)
         bound_router_port = await nursery.start(router.serve, router_host, router_port)

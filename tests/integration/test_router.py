@@ -120,6 +120,26 @@ def test_client_cannot_spoof_proto_port_or_start_and_hop_by_hop_headers_stay_beh
     run_router(scenario)
 
 
+def test_a_trusted_proxy_in_front_says_which_scheme_and_port_the_client_used() -> None:
+    """A TLS terminator (Caddy, Traefik) at a trusted address: apps that redirect plain HTTP to
+    HTTPS must see https, or every request would redirect forever."""
+
+    async def scenario(env: Env) -> None:
+        env.route("hello", await env.backend(echo_headers))
+        for sent, proto, port in (
+            ([("X-Forwarded-Proto", "https"), ("X-Forwarded-Port", "8443")], "https", "8443"),
+            ([("X-Forwarded-Proto", "HTTPS")], "https", "443"),
+            ([("X-Forwarded-Proto", "gopher"), ("X-Forwarded-Port", "1")], "http", str(env.port)),
+            ([], "http", str(env.port)),
+        ):
+            seen = headers_of(await env.get("hello.localhost", headers=sent))
+            assert (seen["x-forwarded-proto"], seen["x-forwarded-port"]) == ([proto], [port])
+        line = await env.wait_for_line("hello", "protocol=https")
+        assert "status=200" in line
+
+    run_router(scenario, trusted_proxies=("127.0.0.0/8",))
+
+
 def test_keep_alive_carries_many_requests_on_one_connection_and_reuses_dyno_connections() -> None:
     connections_seen: set[int] = set()
 

@@ -84,6 +84,7 @@ def run_router(
     timeouts: RouterTimeouts = FAST,
     domain: str = "localhost",
     table: RoutingTable | None = None,
+    trusted_proxies: tuple[str, ...] = (),
 ) -> None:
     async def main() -> None:
         with trio.fail_after(DEADLINE):
@@ -94,6 +95,7 @@ def run_router(
                     routing,
                     log=lambda app, line: env_lines.append((app, line)),
                     timeouts=timeouts,
+                    trusted_proxies=trusted_proxies,
                 )
                 port = await nursery.start(router.serve, "127.0.0.1", 0)
                 await scenario(Env(routing, router, port, nursery, env_lines))

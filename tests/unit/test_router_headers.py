@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from ipaddress import ip_network
 
 import pytest
 
+from waka.controller._router import trusted_networks
 from waka.controller._router_headers import (
     client_response,
     forwarded_for,
@@ -169,3 +171,14 @@ def test_router_made_responses_are_complete() -> None:
         simple_response(503, b"<p>down</p>", head_only=True)
         == head.replace(b"\r\nConnection: close", b"") + b"\r\n\r\n"
     )
+
+
+def test_trusted_proxies_are_addresses_or_networks_and_a_bad_one_is_named():
+    assert trusted_networks(["127.0.0.1", " 10.0.0.0/8", "::1", "192.168.1.7/24"]) == (
+        ip_network("127.0.0.1/32"),
+        ip_network("10.0.0.0/8"),
+        ip_network("::1/128"),
+        ip_network("192.168.1.0/24"),
+    )
+    with pytest.raises(ValueError, match=re.escape("'caddy.lan' is not an IP address or network")):
+        trusted_networks(["127.0.0.1", "caddy.lan"])
