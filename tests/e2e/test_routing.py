@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import http.client
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, wait_for
+from conftest import Daemon, start_up, stop_and_check_clean, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -23,6 +24,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Seen-Request-Id", self.headers.get("X-Request-Id", ""))
         self.send_header("X-Seen-Forwarded-For", self.headers.get("X-Forwarded-For", ""))
+        self.send_header("X-Seen-Forwarded-Proto", self.headers.get("X-Forwarded-Proto", ""))
         self.end_headers()
         self.wfile.write(body)
 
@@ -45,6 +47,16 @@ def get(daemon: Daemon, host: str, path: str = "/", headers=None) -> tuple[int, 
 
 
 @pytest.fixture(scope="module")
+def shared_waka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """This module's `waka up`, with a TLS terminator on loopback trusted (as Caddy would be)."""
+    daemon = start_up(tmp_path_factory.mktemp("routing") / "data", "--trusted-proxy", "127.0.0.1")
+    try:
+        yield daemon
+    finally:
+        stop_and_check_clean(daemon)
+
+
+@pytest.fixture(scope="module")
 def routed(shared_waka: Daemon, tmp_path_factory: pytest.TempPathFactory) -> Daemon:
     app = tmp_path_factory.mktemp("routed")
     (app / "app.py").write_text(APP_PY)
@@ -62,6 +74,10 @@ def test_app_is_served_at_its_hostname_with_heroku_headers(routed: Daemon):
     assert (status, body) == (200, "hello from web.1\n")
     assert len(headers["X-Seen-Request-Id"]) >= 20
     assert headers["X-Seen-Forwarded-For"] == "127.0.0.1"
+    assert headers["X-Seen-Forwarded-Proto"] == "http"
+    # From the trusted proxy (--trusted-proxy 127.0.0.1), what it says the client used.
+    _, _, proxied = get(routed, "routed.localhost", headers={"X-Forwarded-Proto": "https"})
+    assert proxied["X-Seen-Forwarded-Proto"] == "https"
     given = "abcdefghijklmnopqrstuvwxyz-0123"
     _, _, echoed = get(routed, "routed.localhost", headers={"X-Request-Id": given})
     assert echoed["X-Seen-Request-Id"] == given
