@@ -527,6 +527,7 @@ class Addons:
             await trio.to_thread.run_sync(self.providers.get(row.service).deprovision, row.record())
         await self._store.write(lambda db: self._delete(db, row))
         await self.route_logs()
+        self._hub.forget(row.name)  # its own stream; the apps keep the lines they were sent
         if row.mode == "managed":
             await self._reconciler.push_node(row.node_id)
             self._cleanup_wanted.set()
