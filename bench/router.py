@@ -20,7 +20,11 @@ a bare asyncio Protocol relay (one upstream connection per client connection, fi
 each request head ends), a bare trio relay built from the router's own socket layer (`Conn`,
 one task per client connection, Content-Length framing only), and, when Debian's `haproxy` is
 installed, HAProxy in HTTP mode with one server, no logging and no added headers: a compiled
-production proxy doing less than the router does, so the most any relay gets on this machine.
+production proxy doing less than the router does, so the most any relay gets on this machine;
+and HAProxy doing what the router does (`haproxy-full`): the app found from the Host header
+through a map, Heroku's headers (X-Forwarded-*, X-Request-Start, X-Request-Id kept when valid
+and made otherwise, Via), and a log line per request sent to a unix socket, where a Python
+process turns each into a Heroku router line in a LogHub, as a controller driving HAProxy would.
 
     .venv/bin/python bench/router.py [--duration 5] [--connections 50] [--rounds 2]
                                      [--app asyncio|stdlib] [--relay-baselines]
@@ -223,6 +227,7 @@ def serve_trio_relay(port: int, app_port: int) -> None:
 HAPROXY_CONFIG = """\
 global
   nbthread 1
+{log_global}
 defaults
   mode http
   timeout connect 5s
@@ -230,18 +235,71 @@ defaults
   timeout server 30s
 frontend relay
   bind 127.0.0.1:{port}
-  default_backend app
-backend app
+{frontend}
+backend {app}
   http-reuse always
   server web.1 127.0.0.1:{app_port}
 """
+HAPROXY_BARE = "  default_backend {app}"
+# What waka's router does per request, in HAProxy's words; the log line carries the app first.
+HAPROXY_FULL = """\
+  log global
+  option forwardfor
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Port %[dst_port]
+  http-request set-header X-Request-Start %[date(0,ms)]
+  http-request set-header X-Request-Id %[uuid()] \
+    unless {{ req.hdr(x-request-id) -m reg ^[A-Za-z0-9+/=-]{{20,200}}$ }}
+  http-request set-header Via "1.1 waka"
+  http-request set-var(txn.host) req.hdr(host),host_only,lower
+  http-request set-var(txn.app) var(txn.host),map({map})
+  http-request set-var(txn.rid) req.hdr(x-request-id)
+  use_backend %[var(txn.app)]
+  log-format "%[var(txn.app)] %HM %ST %B %Tc %Tr %s %ci %[var(txn.host)] %[var(txn.rid)] %HPO"
+"""
 
 
-def start_haproxy(port: int, app_port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    """HAProxy in the foreground (`-db`) with one thread: the app and wrk share the 2 cores."""
-    config = workdir / "haproxy.cfg"
-    config.write_text(HAPROXY_CONFIG.format(port=port, app_port=app_port))
+def start_haproxy(
+    port: int, app_port: int, workdir: Path, log_socket: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """HAProxy in the foreground (`-db`) with one thread: the app and wrk share the 2 cores.
+    With `log_socket`, the `haproxy-full` configuration logging there."""
+    if log_socket is None:
+        frontend, log_global = HAPROXY_BARE.format(app=APP), ""
+    else:
+        hosts = workdir / "hosts.map"
+        hosts.write_text(f"{APP}.localhost {APP}\n")
+        frontend = HAPROXY_FULL.format(map=hosts)
+        log_global = f"  log {log_socket} len 4096 local0"
+    config = workdir / f"haproxy-{port}.cfg"
+    config.write_text(
+        HAPROXY_CONFIG.format(
+            port=port, app_port=app_port, app=APP, frontend=frontend, log_global=log_global
+        )
+    )
     return subprocess.Popen(["haproxy", "-db", "-f", str(config)])
+
+
+def serve_haproxy_log(path: str) -> None:
+    """Reads HAProxy's log datagrams and publishes each as a router line of its app."""
+    hub = LogHub()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    while True:
+        datagram = sock.recv(8192).decode("utf-8", "replace")
+        # `<134>Nov 26 15:04:05 haproxy[123]: FIELDS`: the message follows "]: ".
+        fields = datagram.partition("]: ")[2].rstrip("\n").split(" ", 10)
+        if len(fields) != 11:
+            continue
+        app, method, status, sent, connect, service, dyno, fwd, host, rid, path = fields
+        hub.emit(
+            app,
+            f'at=info method={method} path="{path}" host={host} request_id={rid} fwd="{fwd}"'
+            f" dyno={dyno} connect={connect}ms service={service}ms status={status}"
+            f" bytes={sent} protocol=http",
+            source="router",
+            dyno="router",
+        )
 
 
 # -- load -----------------------------------------------------------------------------------------
@@ -346,6 +404,14 @@ def wait_listening(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
 
 
+def wait_for_path(path: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout}s")
+        time.sleep(0.05)
+
+
 def start(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, __file__, *args], cwd=REPO)
 
@@ -381,10 +447,15 @@ def main() -> None:
     parser.add_argument("--serve-router", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-asyncio-relay", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-trio-relay", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-haproxy-log", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_app:
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
         serve_app(args.serve_app, args.app)
+        return
+    if args.serve_haproxy_log:
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        serve_haproxy_log(args.serve_haproxy_log)
         return
     servers = {
         "serve_router": serve_router,
@@ -403,6 +474,7 @@ def main() -> None:
     relays = {"asyncio": free_port(), "trio": free_port()} if args.relay_baselines else {}
     if args.relay_baselines and shutil.which("haproxy"):
         relays["haproxy"] = free_port()
+        relays["haproxy-full"] = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="waka-bench-router-"))
     processes = [start("--serve-app", str(app_port), "--app", args.app)]
     try:
@@ -410,6 +482,11 @@ def main() -> None:
         for kind, port in relays.items():
             if kind == "haproxy":
                 processes.append(start_haproxy(port, app_port, workdir))
+            elif kind == "haproxy-full":
+                log_socket = workdir / "log.sock"
+                processes.append(start("--serve-haproxy-log", str(log_socket)))
+                wait_for_path(log_socket)
+                processes.append(start_haproxy(port, app_port, workdir, log_socket))
             else:
                 processes.append(start(f"--serve-{kind}-relay", str(port), str(app_port)))
         host = f"{APP}.localhost"
@@ -452,7 +529,7 @@ def main() -> None:
         errors = sum(r.errors for r in results[(path, args.connections)])
         rps = median(path, args.connections, "rps")
         print(
-            f"{path:<13} {args.connections:>3} {rps:>9.0f} "
+            f"{path:<18} {args.connections:>3} {rps:>9.0f} "
             f"{median(path, args.connections, 'p50_ms'):>8.3f} "
             f"{median(path, args.connections, 'p99_ms'):>8.3f} {errors:>6}"
             f"  ({rps / direct_rps:.0%} of direct)"
