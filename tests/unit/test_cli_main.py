@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from test_cli_fakes import Cli, base_environ
 
+from waka.cli import launcher
 from waka.cli._context import running_waka_command
 from waka.cli._output import action, aligned, human_bytes, short_version, table
 from waka.cli._times import ago, duration, heroku_time
@@ -178,3 +179,13 @@ def test_action_reports_done_with_detail_or_marks_failure() -> None:
     with pytest.raises(RuntimeError), action(out, "Failing"):
         raise RuntimeError("boom")
     assert out.getvalue() == "Doing... done, v7\nFailing... !\n"
+
+
+@pytest.mark.parametrize("daemon", ["up", "server"])
+def test_a_trusted_proxy_that_is_no_address_stops_the_daemon_before_it_starts(
+    daemon: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        getattr(launcher, daemon)(["--trusted-proxy", "127.0.0.1", "--trusted-proxy", "caddy"])
+    assert stopped.value.code == 2
+    assert "'caddy' is not an IP address or network" in capsys.readouterr().err
