@@ -200,7 +200,14 @@ def _logs(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-t", "--tail", action="store_true", help="keep streaming new lines")
     parser.add_argument("-s", "--source", default="", help="only this source (app, waka, ...)")
-    parser.add_argument("-d", "--dyno", default="", help="only this dyno or type (web.1, web)")
+    parser.add_argument(
+        "-d",
+        "--dyno",
+        "-p",  # Heroku's older spelling, still in many a runbook
+        "--ps",
+        default="",
+        help="only this dyno or type (web.1, web, router)",
+    )
     parser.add_argument("--no-color", action="store_true", help="never colour the output")
     parser.add_argument(
         "--since", default="", help="only lines since: 30m, 2h, 7d ago or an ISO 8601 time"

@@ -124,6 +124,12 @@ def test_filters_and_count_go_to_the_controller(cli: Cli, platform: FakePlatform
     )
 
 
+def test_herokus_older_ps_option_filters_by_dyno_too(cli: Cli, platform: FakePlatform) -> None:
+    assert cli.run("logs", "-a", "demo", "-p", "router").status == 0
+    assert cli.run("logs", "-a", "demo", "--ps", "web.1").status == 0
+    assert [r.dyno for r in platform.calls_to("Logs.Tail")] == ["router", "web.1"]
+
+
 def test_a_negative_count_is_refused(cli: Cli, platform: FakePlatform) -> None:
     result = cli.run("logs", "-a", "demo", "-n", "-5")
     assert result.status == 1
