@@ -14,6 +14,7 @@ from test_cli_fakes import Cli, base_environ
 from waka.cli import launcher
 from waka.cli._context import running_waka_command
 from waka.cli._output import action, aligned, human_bytes, short_version, table
+from waka.cli._parser import build_parser
 from waka.cli._times import ago, duration, heroku_time
 from waka.cli.main import launcher_call
 
@@ -189,3 +190,19 @@ def test_a_trusted_proxy_that_is_no_address_stops_the_daemon_before_it_starts(
         getattr(launcher, daemon)(["--trusted-proxy", "127.0.0.1", "--trusted-proxy", "caddy"])
     assert stopped.value.code == 2
     assert "'caddy' is not an IP address or network" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("heroku", "waka"),
+    [
+        (["releases:rollback", "v3"], ["rollback", "v3"]),
+        (["ps:kill", "web.1"], ["ps:stop", "web.1"]),
+    ],
+)
+def test_herokus_other_names_for_a_command_do_the_same(heroku: list[str], waka: list[str]):
+    parse = build_parser(io.StringIO(), io.StringIO()).parse_args
+    given, meant = parse([*heroku, "-a", "demo"]), parse([*waka, "-a", "demo"])
+    assert given.handler == meant.handler
+    assert {k: v for k, v in vars(given).items() if k != "command"} == {
+        k: v for k, v in vars(meant).items() if k != "command"
+    }
