@@ -395,8 +395,13 @@ class LogHub:
 
     def forget(self, app: str) -> None:
         """Drops an app's history, in memory and on disk, and ends its tails (the app was
-        destroyed)."""
+        destroyed); no stream is mirrored to it any more."""
         self._history.pop(app, None)
+        self._mirrors = {
+            name: kept
+            for name, targets in self._mirrors.items()
+            if name != app and (kept := tuple(t for t in targets if t != app))
+        }
         if self._store is not None:
             self._store.forget(app)
         for tail in self._tails.pop(app, set()):

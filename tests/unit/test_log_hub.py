@@ -68,6 +68,10 @@ def test_a_mirrored_stream_also_reaches_each_app_with_its_name_as_the_dyno():
         hub.publish([line("again", app="redis-1", dyno="redis")])
         assert texts(hub.history("shop", LogFilter(), 10)) == ["Ready", "hi"]
         assert texts(hub.history("blog", LogFilter(), 10)) == ["Ready", "again"]
+        # A destroyed app is nobody's mirror any more (its name may be taken again).
+        hub.forget("blog")
+        hub.publish([line("later", app="redis-1", dyno="redis")])
+        assert hub.history("blog", LogFilter(), 10) == []
 
     trio.run(main)
 
