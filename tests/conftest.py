@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,23 +198,27 @@ def start_up(data_dir: Path, *args: str) -> Daemon:
     return daemon
 
 
-@pytest.fixture
-def waka_up(tmp_path: Path) -> Iterator[Daemon]:
-    daemon = start_up(tmp_path / "data")
+@contextmanager
+def running_waka(data_dir: Path, *args: str) -> Iterator[Daemon]:
+    """`start_up` for a block; on leaving it, `stop_and_check_clean`."""
+    daemon = start_up(data_dir, *args)
     try:
         yield daemon
     finally:
         stop_and_check_clean(daemon)
+
+
+@pytest.fixture
+def waka_up(tmp_path: Path) -> Iterator[Daemon]:
+    with running_waka(tmp_path / "data") as daemon:
+        yield daemon
 
 
 @pytest.fixture(scope="module")
 def shared_waka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """One `waka up` for a whole module, for tests that each leave it as they found it."""
-    daemon = start_up(tmp_path_factory.mktemp("shared") / "data")
-    try:
+    with running_waka(tmp_path_factory.mktemp("shared") / "data") as daemon:
         yield daemon
-    finally:
-        stop_and_check_clean(daemon)
 
 
 def stop_and_check_clean(daemon: Daemon) -> None:

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, start_up, stop_and_check_clean, wait_for
+from conftest import Daemon, running_waka, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -17,7 +17,7 @@ GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
 
 @pytest.fixture(scope="module")
 def waka(tmp_path_factory: pytest.TempPathFactory):
-    daemon = start_up(
+    with running_waka(
         tmp_path_factory.mktemp("builds") / "data",
         "--build-timeout",
         "8",
@@ -25,11 +25,8 @@ def waka(tmp_path_factory: pytest.TempPathFactory):
         "1",
         "--keep-releases",
         "2",
-    )
-    try:
+    ) as daemon:
         yield daemon
-    finally:
-        stop_and_check_clean(daemon)
 
 
 def buildpack(root: Path, name: str, compile_script: str, detect: str = "echo Custom") -> Path:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, start_up, stop_and_check_clean, wait_for
+from conftest import Daemon, running_waka, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -19,17 +19,14 @@ BOOT_TIMEOUT = 3
 
 @pytest.fixture(scope="module")
 def waka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    daemon = start_up(
+    with running_waka(
         tmp_path_factory.mktemp("lifecycle") / "data",
         "--stop-grace",
         str(STOP_GRACE),
         "--boot-timeout",
         str(BOOT_TIMEOUT),
-    )
-    try:
+    ) as daemon:
         yield daemon
-    finally:
-        stop_and_check_clean(daemon)
 
 
 def deploy(waka: Daemon, tmp_path: Path, name: str, procfile: str, scale: str) -> None:

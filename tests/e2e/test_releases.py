@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import WAKA, Daemon, start_up, stop_and_check_clean, wait_for
+from conftest import WAKA, Daemon, running_waka, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -25,11 +25,10 @@ AWKWARD = {
 
 @pytest.fixture(scope="module")
 def waka(tmp_path_factory: pytest.TempPathFactory):
-    daemon = start_up(tmp_path_factory.mktemp("releases") / "data", "--release-timeout", "5")
-    try:
+    with running_waka(
+        tmp_path_factory.mktemp("releases") / "data", "--release-timeout", "5"
+    ) as daemon:
         yield daemon
-    finally:
-        stop_and_check_clean(daemon)
 
 
 def make_app(waka: Daemon, tmp_path: Path, name: str, procfile: str, files=None) -> Path:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, start_up, stop_and_check_clean, wait_for
+from conftest import Daemon, running_waka, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -49,11 +49,10 @@ def get(daemon: Daemon, host: str, path: str = "/", headers=None) -> tuple[int, 
 @pytest.fixture(scope="module")
 def shared_waka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """This module's `waka up`, with a TLS terminator on loopback trusted (as Caddy would be)."""
-    daemon = start_up(tmp_path_factory.mktemp("routing") / "data", "--trusted-proxy", "127.0.0.1")
-    try:
+    with running_waka(
+        tmp_path_factory.mktemp("routing") / "data", "--trusted-proxy", "127.0.0.1"
+    ) as daemon:
         yield daemon
-    finally:
-        stop_and_check_clean(daemon)
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, start_up, stop_and_check_clean, wait_for
+from conftest import Daemon, running_waka, wait_for
 
 pytestmark = pytest.mark.root
 
 
 @pytest.fixture(scope="module")
 def waka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    daemon = start_up(tmp_path_factory.mktemp("slots") / "data", "--max-starting", "1")
-    try:
+    with running_waka(tmp_path_factory.mktemp("slots") / "data", "--max-starting", "1") as daemon:
         yield daemon
-    finally:
-        stop_and_check_clean(daemon)
 
 
 def test_with_one_start_slot_web_dynos_boot_one_after_another(waka: Daemon, tmp_path: Path):
