@@ -167,10 +167,16 @@ class Agent:
             return
         log.info("moving %d dynos to other nodes before stopping", dynos.movable_count())
         with trio.move_on_after(self.config.leave_timeout) as waiting:
-            # Dynos leave the manager one by one as they stop; nothing announces the last.
-            while dynos.movable_count():  # noqa: ASYNC110
+            # Dynos leave the manager one by one as they stop; nothing announces the last. A
+            # second reply says there is nowhere left to move them (the others left too).
+            while dynos.movable_count() and self._moving:  # noqa: ASYNC110
                 await trio.sleep(0.1)
-        if waiting.cancelled_caught:
+        if not self._moving:
+            log.info(
+                "no node is left to take the %d remaining dynos; stopping them here",
+                dynos.movable_count(),
+            )
+        elif waiting.cancelled_caught:
             log.warning(
                 "%d dynos were not moved within %ss; stopping them here",
                 dynos.movable_count(),

@@ -323,6 +323,8 @@ class Agents:
         self.on_node_connected: Callable[[], Awaitable[None]] = _nothing_at_all
         # Moves a leaving node's dynos elsewhere; whether any are moving (Nodes.leave).
         self.on_node_leaving: Callable[[str], Awaitable[bool]] = _nowhere_to_go
+        # Sessions of leaving nodes waiting for their dynos to move, by node.
+        self._leaving: dict[str, AgentSession] = {}
 
     async def join(
         self, join_token: str, name: str, inventory: Inventory, csr: bytes
@@ -407,8 +409,23 @@ class Agents:
             self._deployer.on_result(message.build_result.build_id, message.build_result)
         elif kind == "leaving":
             log.info("node %s is leaving: moving its dynos", session.name)
+            self._leaving[session.node_id] = session
             moving = await self.on_node_leaving(session.node_id)
+            if not moving:
+                self._release_leaving()
+            # Released meanwhile (another node found nowhere to go): nothing moves after all.
+            moving = moving and self._leaving.get(session.node_id) is session
             session.send(ControllerMessage(leave_reply=LeaveReply(moving=moving)))
+
+    def _release_leaving(self) -> None:
+        """A node is leaving with no other node left to take its dynos: neither is there one
+        for the nodes leaving with it (a whole fleet stopping at once), so they stop their dynos
+        now instead of waiting out their leave timeout."""
+        for waiting in self._leaving.values():
+            if not waiting.closed:
+                log.info("node %s: no node is left to take its dynos", waiting.name)
+                waiting.send(ControllerMessage(leave_reply=LeaveReply(moving=False)))
+        self._leaving.clear()
 
     async def _status(self, session: AgentSession, status: NodeStatus) -> None:
         before = {d.id: (d.app, d.state, d.port, d.restarts) for d in session.dynos.values()}
@@ -423,6 +440,8 @@ class Agents:
             await self.on_app_changed(app)
 
     async def disconnected(self, session: AgentSession) -> None:
+        if self._leaving.get(session.node_id) is session:
+            del self._leaving[session.node_id]
         if self._fleet.detach(session):
             self._deployer.on_node_lost(session.node_id)
             self._oneoffs.node_lost(session.node_id)

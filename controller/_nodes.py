@@ -60,6 +60,9 @@ class Nodes:
         self._clock = clock
         # The monitor and agents connecting both check: one at a time, so a change is acted on once.
         self._checking = trio.Lock()
+        # Nodes leaving together are answered one after another, each seeing the ones before
+        # it as leaving: the last has nowhere to move its dynos (and says so for all).
+        self._leaving = trio.Lock()
 
     # ------------------------------------------------------------ liveness
 
@@ -222,21 +225,23 @@ class Nodes:
         """The node's agent is stopping deliberately: drain it like `nodes:drain`, marked as a
         leave (DRAINING_LEFT) so that the node is schedulable again when its agent returns.
         False when no other node could take its dynos (then they simply stop with the agent)."""
-        others = [
-            s.node_id
-            for s in self._fleet.sessions()
-            if s.node_id != node_id and not s.closed and self._fleet.schedulable(s.node_id)
-        ]
-        if not others:
-            return False
-        # A node the operator cordoned or drained keeps that state; its dynos move all the same.
-        await self._store.write(
-            lambda db: db.execute(
-                "UPDATE nodes SET cordoned = 1, draining = ? WHERE id = ? AND cordoned = 0",
-                (DRAINING_LEFT, node_id),
+        async with self._leaving:
+            others = [
+                s.node_id
+                for s in self._fleet.sessions()
+                if s.node_id != node_id and not s.closed and self._fleet.schedulable(s.node_id)
+            ]
+            if not others:
+                return False
+            # A node the operator cordoned or drained keeps that state; its dynos move all the
+            # same.
+            await self._store.write(
+                lambda db: db.execute(
+                    "UPDATE nodes SET cordoned = 1, draining = ? WHERE id = ? AND cordoned = 0",
+                    (DRAINING_LEFT, node_id),
+                )
             )
-        )
-        await self.check()
+            await self.check()
         return await self._replace_dynos(node_id) > 0
 
     async def _replace_dynos(self, node_id: str) -> int:

@@ -373,10 +373,10 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
     """SIGTERM, the way users stop a daemon, then waits for it (see _wait)."""
     send_signal(process, signal.SIGCONT)  # a frozen daemon cannot act on SIGTERM
     send_signal(process, signal.SIGTERM)
-    return _wait(process)
+    return wait_stopped(process)
 
 
-def _wait(process: subprocess.Popen[bytes]) -> int:
+def wait_stopped(process: subprocess.Popen[bytes]) -> int:
     """Waits for a signalled daemon (never signalling it again: a second SIGTERM means "exit at
     once"); one that does not stop in time is killed, and the caller learns it from the -9."""
     try:
@@ -769,7 +769,7 @@ class Cluster:
         for agent in running:
             assert agent.process is not None
             # (An agent that was already dying of a failure a test reports may exit otherwise.)
-            if _wait(agent.process) == 0 and (strays := _processes_holding(agent.data_dir)):
+            if wait_stopped(agent.process) == 0 and (strays := _processes_holding(agent.data_dir)):
                 problems.append(f"{agent.name} stopped, its dynos did not: {strays}")
         if self.api is not None:
             self.api.close()

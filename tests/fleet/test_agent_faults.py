@@ -8,12 +8,21 @@ Stopped on purpose (SIGTERM), its dynos are moved to other nodes, not reported a
 from __future__ import annotations
 
 import re
+import signal
 import time
 
 import pytest
 from conftest import wait_for
 
-from fleet.conftest import Agent, Cluster, LogTail, TickReport, tick_report
+from fleet.conftest import (
+    Agent,
+    Cluster,
+    LogTail,
+    TickReport,
+    send_signal,
+    tick_report,
+    wait_stopped,
+)
 
 pytestmark = pytest.mark.root
 
@@ -122,6 +131,30 @@ def test_agent_killed_ten_times_in_a_row_keeps_its_dynos_and_their_lines(cluster
         )
     finally:
         tail.close()
+
+
+def test_a_whole_fleet_stopped_at_once_stops_without_waiting_out_the_leave_timeout(
+    cluster: Cluster,
+):
+    """Every agent leaving together (a homelab powering down): each would wait for its dynos to
+    be replaced elsewhere, on nodes that are leaving too. The last to leave has nowhere to move
+    anything, and the controller tells the ones still waiting so."""
+    agents = [cluster.add_agent(), cluster.add_agent(), cluster.add_agent()]
+    cluster.create_ticker_app("tick")
+    cluster.scale("tick", worker=6)
+    cluster.wait_converged("tick", "worker", 6)
+    for agent in agents:
+        send_signal(agent.process, signal.SIGTERM)
+    # Exit codes: 0 is a clean stop; a daemon still there after the harness's stop timeout
+    # (40 s, under the 90 s leave timeout) is killed and shows -9.
+    codes = {agent.name: wait_stopped(agent.process) for agent in agents}
+    logs = {agent.name: agent.log(since_start=True) for agent in agents}
+    assert codes == {agent.name: 0 for agent in agents}, cluster.logs_for_failure()
+    assert not [name for name, text in logs.items() if "were not moved within" in text], logs
+    # The controller told the nodes that left before the last one.
+    assert "no node is left to take its dynos" in cluster.server_log_tail(20_000)
+    for agent in agents:
+        assert not agent.dyno_processes(), f"{agent.name} left dynos running"
 
 
 def test_agent_sigterm_moves_its_dynos_first_without_calling_them_crashed(cluster: Cluster):
