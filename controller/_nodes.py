@@ -24,9 +24,7 @@ from waka.controller._reconcile import (
     APP_PRIVATE_NETWORK,
     Reconciler,
     next_dyno_seq,
-    node_usage,
 )
-from waka.controller._sizes import DEFAULT_SIZES
 from waka.controller._store import Store
 from waka.controller._tokens import Identity, TokenBook, new_join_token
 from waka.v1.agent_pb2 import Assignment, ControllerMessage
@@ -109,8 +107,7 @@ class Nodes:
 
     async def list(self) -> list[Node]:
         def read(db: Database) -> tuple[list[tuple], dict[str, int], dict[str, int]]:
-            counts = node_usage(db, DEFAULT_SIZES)[1]
-            committed = self._reconciler.committed_memory(db)
+            committed, counts = self._reconciler.node_usage(db)
             rows = db.execute(
                 "SELECT id, name, address, last_seen, cordoned, draining FROM nodes ORDER BY name"
             ).fetchall()

@@ -138,10 +138,6 @@ def node_usage(
     return committed, counts
 
 
-def committed_by_node(db: Database, sizes: Mapping[str, DynoSize]) -> dict[str, int]:
-    return node_usage(db, sizes)[0]
-
-
 def app_groups(db: Database, app_id: str) -> dict[tuple[str, str], int]:
     """(node, process type) -> the app's dynos of that type the node should run."""
     return {
@@ -426,12 +422,16 @@ class Reconciler:
                 touched.add(node_id)
         return touched, plan.stop
 
-    def committed_memory(self, db: Database) -> dict[str, int]:
-        """MB committed per node: its dynos' sizes and its services' (managed add-ons)."""
-        committed = committed_by_node(db, self._sizes)
+    def node_usage(self, db: Database) -> tuple[dict[str, int], dict[str, int]]:
+        """Per node: MB committed (its dynos' sizes and its services', the managed add-ons) and
+        how many dynos it should run."""
+        committed, counts = node_usage(db, self._sizes)
         for node_id, memory_mb in self.service_memory(db).items():
             committed[node_id] = committed.get(node_id, 0) + memory_mb
-        return committed
+        return committed, counts
+
+    def committed_memory(self, db: Database) -> dict[str, int]:
+        return self.node_usage(db)[0]
 
     def _placer(self, db: Database, view: FleetView, app_id: str, slug_sha: str) -> Placer:
         """Placement for one pass: every node's load now, and the app's dynos per node and type."""
