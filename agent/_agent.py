@@ -31,6 +31,7 @@ from waka.agent._logship import LogShipper
 from waka.agent._netns import PrivateNetworks, missing_tools
 from waka.agent._sandbox import Driver, pick_driver
 from waka.agent._slugs import SlugCache
+from waka.agent._stall import StallWatch
 from waka.agent._wire import Controller, Outbox, join, locate, responses
 from waka.v1.agent_pb2 import (
     AgentMessage,
@@ -300,6 +301,7 @@ class Agent:
                     controller=self._controller_now,
                     tools=find_tools(),
                 )
+                nursery.start_soon(StallWatch(log=log.warning).run)
                 await nursery.start(dynos.run)
                 nursery.start_soon(shipper.run, self._controller)
                 nursery.start_soon(self._fence, dynos)
@@ -369,7 +371,10 @@ class Agent:
                         "agent with a new join token."
                     ) from None
                 for code, error in codes.items():
-                    if code != grpc.StatusCode.UNAVAILABLE:
+                    # A working session's loss is said even when the controller is merely away
+                    # (UNAVAILABLE): why a node went suspect is in the transport's reason. The
+                    # retries of an outage that follow are not.
+                    if code != grpc.StatusCode.UNAVAILABLE or self._controller_lost_at is None:
                         log.warning("session with the controller ended: %s", error.details())
             finally:
                 session.outbox.close()

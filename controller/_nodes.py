@@ -17,7 +17,7 @@ from sqlite_utils import Database
 
 from waka.controller._convert import timestamp
 from waka.controller._errors import InvalidInput, NotFound
-from waka.controller._fleet import Fleet
+from waka.controller._fleet import AgentSession, Fleet
 from waka.controller._liveness import DRAINING_LEFT, Liveness, node_state
 from waka.controller._oneoff import OneOffs
 from waka.controller._reconcile import (
@@ -82,9 +82,10 @@ class Nodes:
         now = self._clock()
         for node_id, name, cordoned, draining in await self._store.read(_node_rows):
             session = self._fleet.session(node_id)
+            heard = self._fleet.heard.get(node_id)
             state = node_state(
                 now,
-                self._fleet.heard.get(node_id),
+                heard,
                 connected=session is not None and not session.closed,
                 cordoned=bool(cordoned),
                 draining=bool(draining),
@@ -95,7 +96,7 @@ class Nodes:
                 continue
             self._fleet.states[node_id] = state
             if old is not None:
-                log.info("node %s: %s -> %s", name, old, state)
+                log.info("node %s: %s -> %s%s", name, old, state, _why(state, session, heard, now))
             if state == "down":
                 self._oneoffs.node_lost(node_id)
                 await self._reconciler.node_down(node_id)
@@ -308,3 +309,13 @@ class Nodes:
 
 def _node_rows(db: Database) -> list[tuple]:
     return db.execute("SELECT id, name, cordoned, draining FROM nodes ORDER BY name").fetchall()
+
+
+def _why(state: str, session: AgentSession | None, heard: float | None, now: float) -> str:
+    """Why a node is suspect or down, for the log line that says so."""
+    if state not in {"suspect", "down"}:
+        return ""
+    silent = f"silent for {now - heard:.1f}s" if heard is not None else "never heard from"
+    if session is None or session.closed:
+        return f" (disconnected, {silent})"
+    return f" ({silent})"
