@@ -31,6 +31,10 @@ class StallWatch:
         self._clock = clock
         self._stack_of = stack_of or _stack_of_thread
         self._last_beat = clock()
+        self._last_look = self._last_beat
+        # When this process last ran again after being stopped (SIGSTOP) or starved: the loop
+        # is judged only from then on.
+        self._resumed_at = self._last_beat
         self._stalled_since: float | None = None
         self._loop_thread = threading.get_ident()
         # How often the loop says it turns, and the watching thread looks: well inside the
@@ -43,10 +47,14 @@ class StallWatch:
     def check(self) -> None:
         """One look: says a stall once when it passes the threshold, and its end."""
         now = self._clock()
-        silent = now - self._last_beat
+        if now - self._last_look >= self.threshold:
+            # The watcher did not run either: the whole process was stopped, not the loop.
+            self._resumed_at = now
+        self._last_look = now
+        silent = now - max(self._last_beat, self._resumed_at)
         if self._stalled_since is None:
             if silent >= self.threshold:
-                self._stalled_since = self._last_beat
+                self._stalled_since = now - silent
                 self._log(
                     f"the agent's event loop has been blocked for {silent:.1f}s (heartbeats, "
                     f"dynos and logs wait), in:\n{self._stack_of(self._loop_thread)}"
