@@ -1,9 +1,13 @@
-"""``waka apps``, ``apps:create``, ``apps:info``, ``apps:destroy``."""
+"""``waka apps``, ``apps:create``, ``apps:info``, ``open``, ``apps:destroy``."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import shutil
+import subprocess
 from collections import Counter
+from collections.abc import Mapping
 
 from waka.cli._appref import resolve_app
 from waka.cli._connection import connect
@@ -75,6 +79,36 @@ def info(args: argparse.Namespace, ctx: Context) -> int:
         ],
     )
     return 0
+
+
+def open_app(args: argparse.Namespace, ctx: Context) -> int:
+    """``waka open [PATH]``: the app's web address, in a browser when this machine has one."""
+    name = resolve_app(args.app, ctx)
+    with connect(args.data_dir, ctx.environ) as api:
+        app = api.apps.Get(platform_pb2.AppRef(app=name))
+    url = app.web_url.rstrip("/") + "/" + args.path.lstrip("/")
+    browser = browser_command(ctx.environ)
+    if browser is None:
+        # A server over ssh: a console browser taking over the terminal would be no help.
+        ctx.stdout.write(f"{url}\n")
+        return 0
+    ctx.stdout.write(f"Opening {url}...\n")
+    try:
+        opened = subprocess.run([*browser, url], cwd=ctx.cwd, check=False)
+    except OSError as error:
+        raise CliError(f"cannot start the browser {shlex.join(browser)}: {error}") from None
+    if opened.returncode != 0:
+        raise CliError(f"the browser {shlex.join(browser)} exited {opened.returncode}")
+    return 0
+
+
+def browser_command(environ: Mapping[str, str]) -> list[str] | None:
+    """$BROWSER if set, else xdg-open on a graphical session; None where there is neither."""
+    if environ.get("BROWSER", "").strip():
+        return shlex.split(environ["BROWSER"])
+    graphical = environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
+    opener = shutil.which("xdg-open", path=environ.get("PATH"))
+    return [opener] if graphical and opener else None
 
 
 def destroy(args: argparse.Namespace, ctx: Context) -> int:

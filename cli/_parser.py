@@ -108,6 +108,11 @@ def _app_json(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- each command's options
 
 
+def _apps_open(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("path", nargs="?", default="", metavar="PATH", help="e.g. /admin")
+
+
 def _apps_create(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?", default="", metavar="NAME", help="default: random")
     parser.add_argument(
@@ -435,6 +440,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("apps", "list your apps", "_apps:list_apps", _json),
     Command("apps:create", "create an app", "_apps:create", _apps_create, ("create",)),
     Command("apps:info", "show an app's details", "_apps:info", _app_json, ("info",)),
+    Command("apps:open", "open the app in a browser", "_apps:open_app", _apps_open, ("open",)),
     Command("apps:destroy", "destroy an app", "_apps:destroy", _apps_destroy, ("destroy",)),
     Command("git:remote", "point a git remote at an app", "_remote:git_remote", _git_remote),
     Command("deploy", "build and release a directory or tarball", "_deploy:deploy", _deploy),
@@ -470,7 +476,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("ps:scale", "scale process types", "_ps:scale", _ps_scale, ("scale",)),
     Command("ps:restart", "restart dynos", "_ps:restart", _ps_restart, ("restart",)),
     Command("ps:stop", "stop a dyno", "_ps:stop", _ps_stop, ("stop", "ps:kill")),
-    Command("ps:resize", "change process types' dyno size", "_ps:resize", _ps_resize),
+    Command("ps:type", "change process types' dyno size", "_ps:resize", _ps_resize, ("ps:resize",)),
     Command("run", "run a one-off dyno attached to this terminal", "_run:run", _run),
     Command(
         "run:detached",

@@ -174,3 +174,46 @@ def test_the_token_comes_from_the_data_dir_when_no_key_is_set(
     assert cli.run("apps", "--data-dir", str(data)).status == 0
     cli.environ["WAKA_DATA_DIR"] = str(data)
     assert cli.run("apps").status == 0
+
+
+def browser_script(tmp_path: Path, exit_code: int = 0) -> tuple[str, Path]:
+    """A $BROWSER that writes down the address it was given."""
+    seen = tmp_path / "opened.txt"
+    script = tmp_path / "browser"
+    script.write_text(f'#!/bin/sh\nprintf "%s" "$1" > {seen}\nexit {exit_code}\n')
+    script.chmod(0o755)
+    return str(script), seen
+
+
+def test_open_starts_the_browser_on_the_apps_address_with_a_path(cli: Cli, tmp_path: Path):
+    browser, seen = browser_script(tmp_path)
+    cli.environ["BROWSER"] = browser
+    result = cli.run("open", "/admin?tab=1", "-a", "demo")
+    assert result.status == 0, result.err
+    assert result.out == "Opening http://demo.localhost:7402/admin?tab=1...\n"
+    assert seen.read_text() == "http://demo.localhost:7402/admin?tab=1"
+
+
+def test_open_without_a_browser_prints_the_address(cli: Cli):
+    cli.environ.pop("BROWSER", None)
+    cli.environ.pop("DISPLAY", None)
+    result = cli.run("apps:open", "-a", "demo")
+    assert result.status == 0, result.err
+    assert result.out == "http://demo.localhost:7402/\n"
+
+
+def test_open_says_when_the_browser_fails(cli: Cli, tmp_path: Path):
+    browser, _ = browser_script(tmp_path, exit_code=3)
+    cli.environ["BROWSER"] = browser
+    result = cli.run("open", "-a", "demo")
+    assert result.status == 1
+    assert result.err == f"error: the browser {browser} exited 3\n"
+    cli.environ["BROWSER"] = str(tmp_path / "no-such-browser")
+    missing = cli.run("open", "-a", "demo")
+    assert missing.status == 1 and "cannot start the browser" in missing.err, missing.err
+
+
+def test_open_of_an_unknown_app_names_it(cli: Cli):
+    result = cli.run("open", "-a", "nope")
+    assert result.status == 1
+    assert "nope" in result.err, result.err
