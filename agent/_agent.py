@@ -18,6 +18,7 @@ from waka.agent._builder import Builder, find_tools
 from waka.agent._cgroups import agent_cgroup_parent
 from waka.agent._dyno import DynoContext
 from waka.agent._dynos import DynoManager
+from waka.agent._exec import run_exec
 from waka.agent._follow import open_file_watcher
 from waka.agent._identity import (
     IdentityError,
@@ -452,6 +453,10 @@ class Agent:
                 nursery.start_soon(
                     trio.to_thread.run_sync, shutil.rmtree, self.data_dir / "volumes" / volume, True
                 )
+        elif kind == "exec":
+            job = message.exec
+            if self._controller is not None:
+                nursery.start_soon(run_exec, job, dynos.get(job.dyno_id), self._controller)
         elif kind == "leave_reply":
             self._moving = message.leave_reply.moving
             self._leave_reply.set()

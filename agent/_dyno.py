@@ -202,6 +202,15 @@ class Dyno:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.output_path = directory / "output.log"
 
+    def exec_command(self, command: str, *, tty: bool) -> tuple[list[str], dict[str, str]]:
+        """How to run `command` inside this dyno now (`waka ps:exec`): the host argv and its
+        environment, the dyno's own. Raises SandboxError when the dyno is not running."""
+        sandbox = self._sandbox
+        if sandbox is None or self.state != DynoState.DYNO_STATE_UP:
+            raise SandboxError(f"dyno {self.spec.name} is not up on this node")
+        argv = ["env", "--chdir=/app", "--", *dyno_command(command, tty=tty)]
+        return sandbox.exec_command(self.spec.uid, argv), dyno_environment(self.spec, self.port)
+
     # ------------------------------------------------------------ persistence
 
     def save(self) -> None:

@@ -231,6 +231,9 @@ class DynoManager:
         for dyno in self._movable():
             self._nursery.start_soon(dyno.stop)
 
+    def get(self, dyno_id: str) -> Dyno | None:
+        return self._dynos.get(dyno_id)
+
     def volumes_in_use(self) -> set[str]:
         return {dyno.spec.volume for dyno in self._dynos.values() if dyno.spec.volume}
 

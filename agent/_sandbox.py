@@ -295,6 +295,11 @@ class SandboxProcess(abc.ABC):
     def record(self) -> dict[str, object]:
         """JSON-able; enough for Driver.adopt() and Driver.cleanup()."""
 
+    def exec_command(self, uid: int, argv: Sequence[str]) -> list[str]:
+        """The host command that runs argv inside this running sandbox (`waka ps:exec`): its
+        namespaces, its cgroup, as uid with no privileges."""
+        raise SandboxError("exec needs an isolated sandbox; this node runs dynos unisolated")
+
     @abc.abstractmethod
     def cleanup(self) -> None:
         """After the sandbox is empty: unmount, remove the writable layer and the run dir.
@@ -824,6 +829,38 @@ class BubblewrapProcess(SandboxProcess):
         if self.cgroup is not None:
             record["cgroup"] = self.cgroup.to_record()
         return record
+
+    def exec_command(self, uid: int, argv: Sequence[str]) -> list[str]:
+        init = self._sandbox_init()
+        if init is None or init.has_exited():
+            raise SandboxError("the sandbox is not running")
+        # The sandbox's root and working directory are pid 1's; nsenter forks into the PID
+        # namespace, so the command is one of the sandbox's processes (and signal_all's).
+        command = [
+            NSENTER_PATH,
+            f"--target={init.pid}",
+            "--mount",
+            "--uts",
+            "--ipc",
+            "--net",
+            "--pid",
+            "--root",
+            "--wd",
+            "--",
+            *privilege_drop_command(uid, argv),
+        ]
+        if self.cgroup is None:
+            return command
+        procs = self.cgroup.procs_files
+        return [
+            SH_PATH,
+            "-c",
+            _JOIN_CGROUPS_THEN_EXEC,
+            "sh",
+            str(len(procs)),
+            *map(str, procs),
+            *command,
+        ]
 
     def is_running(self) -> bool:
         if self._outer is not None and not self._outer.has_exited():

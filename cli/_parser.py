@@ -271,6 +271,17 @@ def _run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
 
 
+def _ps_exec(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument(
+        "-d", "--dyno", default="web.1", metavar="DYNO", help="the running dyno (default: web.1)"
+    )
+    parser.add_argument(
+        "--no-tty", action="store_true", help="no terminal: pipes for stdin and output"
+    )
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+
 def _run_detached(parser: argparse.ArgumentParser) -> None:
     _app(parser)
     parser.add_argument("-s", "--size", default="", help="dyno size (default: standard-1x)")
@@ -477,6 +488,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("ps:restart", "restart dynos", "_ps:restart", _ps_restart, ("restart",)),
     Command("ps:stop", "stop a dyno", "_ps:stop", _ps_stop, ("stop", "ps:kill")),
     Command("ps:type", "change process types' dyno size", "_ps:resize", _ps_resize, ("ps:resize",)),
+    Command("ps:exec", "a shell (or COMMAND) inside a running dyno", "_run:exec_in_dyno", _ps_exec),
     Command("run", "run a one-off dyno attached to this terminal", "_run:run", _run),
     Command(
         "run:detached",

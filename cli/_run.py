@@ -1,4 +1,5 @@
-"""``waka run`` (a one-off dyno attached to this terminal) and ``waka run:detached``.
+"""``waka run`` (a one-off dyno attached to this terminal), ``waka run:detached``, and
+``waka ps:exec`` (a command inside a running dyno, attached the same way).
 
 With a terminal, keystrokes go to the dyno as they are typed (raw mode: Ctrl-C is a byte the
 dyno's terminal turns into SIGINT), window size changes follow, and waka exits with the command's
@@ -70,21 +71,30 @@ def detached(args: argparse.Namespace, ctx: Context) -> int:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     app = resolve_app(args.app, ctx)
     command = command_text(args.command)
+    spec = platform_pb2.RunSpec(app=app, command=command, size=args.size, env=parse_env(args.env))
+    ctx.stderr.write(f"Running `{command}` on {app_label(app)}... ")
+    return _attached(args, ctx, spec, "Run")
+
+
+def exec_in_dyno(args: argparse.Namespace, ctx: Context) -> int:
+    """``waka ps:exec [-d web.1] [COMMAND]``: a shell (or COMMAND) inside a running dyno."""
+    app = resolve_app(args.app, ctx)
+    command = command_text(args.command) if args.command else "bash"
+    spec = platform_pb2.RunSpec(app=app, command=command, dyno=args.dyno)
+    ctx.stderr.write(f"Connecting to {args.dyno} on {app_label(app)}... ")
+    return _attached(args, ctx, spec, "Exec")
+
+
+def _attached(
+    args: argparse.Namespace, ctx: Context, spec: platform_pb2.RunSpec, method: str
+) -> int:
+    """Runs `spec` through the Dynos.`method` stream with this terminal (or these pipes)."""
     stdin_fd = sys.stdin.fileno() if ctx.stdin is sys.stdin else None
     use_tty = not args.no_tty and stdin_fd is not None and os.isatty(stdin_fd)
-    cols, rows = _window(stdin_fd) if use_tty else (0, 0)
-    env = parse_env(args.env)
     if use_tty:
-        env.setdefault("TERM", ctx.environ.get("TERM", "xterm-256color"))
-    spec = platform_pb2.RunSpec(
-        app=app,
-        command=command,
-        size=args.size,
-        env=env,
-        tty=use_tty,
-        cols=cols,
-        rows=rows,
-    )
+        spec.tty = True
+        spec.cols, spec.rows = _window(stdin_fd)
+        spec.env.setdefault("TERM", ctx.environ.get("TERM", "xterm-256color"))
     inputs: queue.SimpleQueue[Any] = queue.SimpleQueue()
     inputs.put(platform_pb2.RunInput(spec=spec))
 
@@ -92,10 +102,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         while (item := inputs.get()) is not _END:
             yield item
 
-    ctx.stderr.write(f"Running `{command}` on {app_label(app)}... ")
     ctx.stderr.flush()
     with connect(args.data_dir, ctx.environ) as api:
-        events = api.dynos.Run(requests())
+        events = getattr(api.dynos, method)(requests())
         with _terminal(stdin_fd if use_tty else None, inputs):
             status = _relay(events, inputs, ctx, stdin_fd, use_tty)
     inputs.put(_END)
@@ -119,7 +128,7 @@ def _relay(
             # Without a terminal Ctrl-C reaches us, not the dyno: pass it on, then give up.
             interrupted += 1
             if interrupted > 1:
-                raise CliError("interrupted; the one-off dyno is being stopped") from None
+                raise CliError("interrupted; the command is being stopped") from None
             inputs.put(platform_pb2.RunInput(signal=signal.SIGINT))
             continue
         if event is None:

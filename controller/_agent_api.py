@@ -135,8 +135,11 @@ class AgentServicer(pb_grpc.AgentServicer):
 
 async def _pump_dyno_output(requests: Iterator[pb.AttachFrame], rendezvous: Rendezvous) -> None:
     """Forwards what the dyno writes (and its exit) to the user."""
-    while (frame := await next_request(requests)) is not None:
-        await rendezvous.to_user(frame)
+    try:
+        while (frame := await next_request(requests)) is not None:
+            await rendezvous.to_user(frame)
+    finally:
+        rendezvous.agent_left.set()
 
 
 def _bearer(context: grpc.ServicerContext) -> str:

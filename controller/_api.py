@@ -19,6 +19,7 @@ from waka.controller._attach import AttachHub, Rendezvous
 from waka.controller._bridge import Bridge, next_request
 from waka.controller._deploys import Deployer
 from waka.controller._errors import InvalidInput, WakaError
+from waka.controller._exec import Execs, ExecSession
 from waka.controller._formation import Formation, ScaleChange
 from waka.controller._gc import Collector
 from waka.controller._log_drains import LogDrains
@@ -60,6 +61,7 @@ class Services:
     releaser: Releaser
     oneoffs: OneOffs
     attach: AttachHub
+    execs: Execs
     nodes: Nodes
     routes: Routes
     collector: Collector
@@ -232,24 +234,26 @@ class DynosServicer(_Base, pb_grpc.DynosServicer):
         oneoff, rendezvous = self.run(self._start_attached, spec, identity.subject)
         try:
             yield pb.RunEvent(started=_oneoff_dyno(oneoff))
-            bridge.run_sync(self.s.spawn, _pump_user_input, request_iterator, rendezvous)
             bridge.run_sync(self.s.spawn, self._report_end, oneoff, rendezvous)
-            context.add_callback(lambda: bridge.call_soon(rendezvous.close))
-            while (frame := bridge.run(rendezvous.next_for_user)) is not None:
-                kind = frame.WhichOneof("frame")
-                if kind == "stdout":
-                    yield pb.RunEvent(stdout=frame.stdout)
-                elif kind == "stderr":
-                    yield pb.RunEvent(stderr=frame.stderr)
-                elif kind == "exit_code":
-                    yield pb.RunEvent(exit_code=frame.exit_code)
-                    return
-                elif kind == "error":
-                    yield pb.RunEvent(error=frame.error)
-                    return
+            yield from _relay(bridge, request_iterator, rendezvous, context, self.s.spawn)
         finally:
             with contextlib.suppress(Exception):
                 bridge.run(self._end_attached, oneoff)
+
+    @streaming("user")
+    def Exec(self, request_iterator, context: grpc.ServicerContext, identity: Identity):
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("input") != "spec":
+            raise InvalidInput("The first message of an exec must carry its spec.")
+        bridge = self.s.bridge
+        execution: ExecSession = self.run(self.s.execs.start, first.spec, identity.subject)
+        try:
+            yield pb.RunEvent(started=execution.dyno)
+            bridge.run_sync(self.s.spawn, self.s.execs.watch, execution)
+            rendezvous = execution.rendezvous
+            yield from _relay(bridge, request_iterator, rendezvous, context, self.s.spawn)
+        finally:
+            bridge.call_soon(self.s.execs.end, execution)
 
     async def _start_attached(self, spec: pb.RunSpec, user: str) -> tuple[OneOff, Rendezvous]:
         oneoff = await self.s.oneoffs.create(
@@ -504,6 +508,31 @@ class LogsServicer(_Base, pb_grpc.LogsServicer):
     def RemoveDrain(self, request, context, identity: Identity):
         self.run(self.s.drains.remove, request.app, request.url, identity.subject)
         return pb.Empty()
+
+
+def _relay(
+    bridge: Bridge,
+    requests: Iterator[pb.RunInput],
+    rendezvous: Rendezvous,
+    context: grpc.ServicerContext,
+    spawn: Callable[..., None],
+) -> Iterator[pb.RunEvent]:
+    """The user's side of an attached command (`run`, `ps:exec`): input down, output up, until
+    the exit (or an error) comes through."""
+    bridge.run_sync(spawn, _pump_user_input, requests, rendezvous)
+    context.add_callback(lambda: bridge.call_soon(rendezvous.close))
+    while (frame := bridge.run(rendezvous.next_for_user)) is not None:
+        kind = frame.WhichOneof("frame")
+        if kind == "stdout":
+            yield pb.RunEvent(stdout=frame.stdout)
+        elif kind == "stderr":
+            yield pb.RunEvent(stderr=frame.stderr)
+        elif kind == "exit_code":
+            yield pb.RunEvent(exit_code=frame.exit_code)
+            return
+        elif kind == "error":
+            yield pb.RunEvent(error=frame.error)
+            return
 
 
 async def _pump_user_input(requests: Iterator[pb.RunInput], rendezvous: Rendezvous) -> None:

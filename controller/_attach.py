@@ -30,6 +30,8 @@ class Rendezvous:
         default_factory=lambda: trio.open_memory_channel[AttachFrame](DEPTH)
     )
     agent_joined: trio.Event = field(default_factory=trio.Event)
+    # The agent's stream ended (after the exit it forwarded, if it sent one).
+    agent_left: trio.Event = field(default_factory=trio.Event)
 
     async def to_dyno(self, frame: AttachFrame) -> None:
         with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):

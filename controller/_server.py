@@ -30,6 +30,7 @@ from waka.controller._bridge import Bridge, set_stream_readers
 from waka.controller._ca import CertificateAuthority
 from waka.controller._deploys import BuildLimits, Deployer
 from waka.controller._drains import Drains
+from waka.controller._exec import Execs
 from waka.controller._fleet import Fleet
 from waka.controller._formation import Formation
 from waka.controller._gc import Collector
@@ -341,6 +342,7 @@ async def _serve(
                 releaser=releaser,
                 oneoffs=oneoffs,
                 attach=attach,
+                execs=Execs(formation, fleet, attach, hub),
                 nodes=nodes,
                 routes=routes,
                 collector=collector,

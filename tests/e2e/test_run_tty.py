@@ -1,4 +1,5 @@
-"""`waka run` with a real terminal: keystrokes, Ctrl-C, window size and the exit status."""
+"""`waka run` with a real terminal: keystrokes, Ctrl-C, window size and the exit status; and
+`waka ps:exec`, the same inside a dyno that already runs."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import termios
 import time
 from pathlib import Path
 
+import psutil
 import pytest
-from conftest import WAKA, Daemon
+from conftest import WAKA, Daemon, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -91,3 +93,90 @@ def test_interactive_bash_gets_keystrokes_ctrl_c_window_size_and_exit_status(
         assert terminal.wait() == 5
     finally:
         terminal.close()
+
+
+# The web process leaves a mark in its own /tmp (private to the sandbox) before it listens.
+EXEC_PROCFILE = "web: echo from-the-dyno > /tmp/mark && exec python3 -m http.server $PORT\n"
+# Run inside the dyno: what only the dyno's own sandbox shows.
+EXEC_PROBE = (
+    "cat /tmp/mark; echo dyno=$DYNO port=$PORT cwd=$(pwd) user=$(id -u) host=$(hostname);"
+    " for p in /proc/[0-9]*; do"
+    " if grep -q http.server $p/cmdline 2>/dev/null; then echo web-cgroup=$(cat $p/cgroup); fi;"
+    " done; echo my-cgroup=$(cat /proc/self/cgroup); exit 7"
+)
+
+
+@pytest.fixture(scope="module")
+def execed(shared_waka: Daemon, tmp_path_factory: pytest.TempPathFactory) -> str:
+    app = tmp_path_factory.mktemp("execed")
+    (app / "Procfile").write_text(EXEC_PROCFILE)
+    shared_waka.waka("apps:create", "execed", "--no-remote")
+    shared_waka.waka("deploy", "-a", "execed", str(app))
+    shared_waka.wait_for_dyno("execed")
+    return "execed"
+
+
+def test_exec_runs_in_the_dynos_own_sandbox_cgroup_user_and_environment(
+    shared_waka: Daemon, execed: str
+):
+    web = shared_waka.wait_for_dyno(execed)
+    result = shared_waka.waka("ps:exec", "-a", execed, "--no-tty", EXEC_PROBE, check=False)
+    assert result.returncode == 7, result.stderr
+    out = result.stdout
+    assert out.startswith("from-the-dyno\n"), out  # the dyno's private /tmp
+    port = web["address"].rsplit(":", 1)[1]
+    assert f"dyno=web.1 port={port} cwd=/app " in out, out
+    assert "user=0" not in out and "host=web.1" in out, out
+    lines = dict(line.split("=", 1) for line in out.splitlines() if "cgroup=" in line)
+    assert lines["web-cgroup"] == lines["my-cgroup"], out  # it saw the dyno's process, and joined
+    assert "Connecting to web.1 on" in result.stderr and "up, web.1" in result.stderr
+
+
+def test_exec_with_a_terminal_is_an_interactive_shell(shared_waka: Daemon, execed: str):
+    shared_waka.wait_for_dyno(execed)
+    terminal = Terminal([WAKA, "ps:exec", "-a", execed], shared_waka.env)
+    try:
+        terminal.expect("up, web.1")
+        terminal.type("echo in=$DYNO size=$(stty size)\r")
+        terminal.expect("in=web.1 size=33 101")
+        terminal.type("exit 3\r")
+        assert terminal.wait() == 3
+    finally:
+        terminal.close()
+
+
+def test_exec_command_ends_when_the_user_goes_away(shared_waka: Daemon, execed: str):
+    shared_waka.wait_for_dyno(execed)
+    marker = "exec-sleeper-$((40+2))"
+    cli = subprocess.Popen(
+        [WAKA, "ps:exec", "-a", execed, "--no-tty", f"echo {marker}; exec sleep 600"],
+        env=shared_waka.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert cli.stdout is not None
+        assert cli.stdout.readline().decode().strip() == "exec-sleeper-42"
+
+        def sleepers() -> list[psutil.Process]:
+            return [
+                p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "600"]
+            ]
+
+        assert len(sleepers()) == 1
+    finally:
+        cli.kill()
+        cli.wait()
+    wait_for(lambda: not sleepers(), 30, "the exec'd command to end with its user")
+
+
+def test_exec_refuses_a_dyno_that_is_not_there_or_not_up(shared_waka: Daemon, execed: str):
+    missing = shared_waka.waka(
+        "ps:exec", "-a", execed, "-d", "web.9", "--no-tty", "true", check=False
+    )
+    assert missing.returncode == 1
+    assert "No dyno web.9 on execed" in missing.stderr, missing.stderr
+    bad = shared_waka.waka("ps:exec", "-a", execed, "-d", "web", "--no-tty", "true", check=False)
+    assert bad.returncode == 1 and "not a dyno name like web.1" in bad.stderr, bad.stderr
+    unknown = shared_waka.waka("ps:exec", "-a", "no-such-app", "--no-tty", "true", check=False)
+    assert unknown.returncode == 1 and "no-such-app" in unknown.stderr, unknown.stderr

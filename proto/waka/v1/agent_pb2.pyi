@@ -160,7 +160,7 @@ class DynoStatus(_message.Message):
     def __init__(self, id: _Optional[str] = ..., app: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.DynoState, str]] = ..., release: _Optional[int] = ..., pid: _Optional[int] = ..., port: _Optional[int] = ..., exit_code: _Optional[int] = ..., restarts: _Optional[int] = ..., state_changed_us: _Optional[int] = ..., message: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
 
 class ControllerMessage(_message.Message):
-    __slots__ = ("assignment", "build_job", "cancel_build", "purge_cache", "collect_garbage", "delete_volume", "leave_reply")
+    __slots__ = ("assignment", "build_job", "cancel_build", "purge_cache", "collect_garbage", "delete_volume", "leave_reply", "exec")
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     BUILD_JOB_FIELD_NUMBER: _ClassVar[int]
     CANCEL_BUILD_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,7 @@ class ControllerMessage(_message.Message):
     COLLECT_GARBAGE_FIELD_NUMBER: _ClassVar[int]
     DELETE_VOLUME_FIELD_NUMBER: _ClassVar[int]
     LEAVE_REPLY_FIELD_NUMBER: _ClassVar[int]
+    EXEC_FIELD_NUMBER: _ClassVar[int]
     assignment: Assignment
     build_job: BuildJob
     cancel_build: CancelBuild
@@ -175,7 +176,31 @@ class ControllerMessage(_message.Message):
     collect_garbage: CollectGarbage
     delete_volume: DeleteVolume
     leave_reply: LeaveReply
-    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., build_job: _Optional[_Union[BuildJob, _Mapping]] = ..., cancel_build: _Optional[_Union[CancelBuild, _Mapping]] = ..., purge_cache: _Optional[_Union[PurgeCache, _Mapping]] = ..., collect_garbage: _Optional[_Union[CollectGarbage, _Mapping]] = ..., delete_volume: _Optional[_Union[DeleteVolume, _Mapping]] = ..., leave_reply: _Optional[_Union[LeaveReply, _Mapping]] = ...) -> None: ...
+    exec: ExecJob
+    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., build_job: _Optional[_Union[BuildJob, _Mapping]] = ..., cancel_build: _Optional[_Union[CancelBuild, _Mapping]] = ..., purge_cache: _Optional[_Union[PurgeCache, _Mapping]] = ..., collect_garbage: _Optional[_Union[CollectGarbage, _Mapping]] = ..., delete_volume: _Optional[_Union[DeleteVolume, _Mapping]] = ..., leave_reply: _Optional[_Union[LeaveReply, _Mapping]] = ..., exec: _Optional[_Union[ExecJob, _Mapping]] = ...) -> None: ...
+
+class ExecJob(_message.Message):
+    __slots__ = ("exec_id", "dyno_id", "command", "tty", "window", "env")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    EXEC_ID_FIELD_NUMBER: _ClassVar[int]
+    DYNO_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    exec_id: str
+    dyno_id: str
+    command: str
+    tty: bool
+    window: _common_pb2.WindowSize
+    env: _containers.ScalarMap[str, str]
+    def __init__(self, exec_id: _Optional[str] = ..., dyno_id: _Optional[str] = ..., command: _Optional[str] = ..., tty: _Optional[bool] = ..., window: _Optional[_Union[_common_pb2.WindowSize, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DeleteVolume(_message.Message):
     __slots__ = ("id",)

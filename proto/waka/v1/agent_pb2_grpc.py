@@ -132,7 +132,8 @@ class AgentServicer:
 
     def Attach(self, request_iterator, context):
         """The agent's end of an attached one-off dyno (`waka run`): opened by the agent when the
-        controller's assignment has a dyno with `attach`; the first frame names the dyno.
+        controller's assignment has a dyno with `attach`; the first frame names the dyno. Also the
+        agent's end of `waka ps:exec` (an ExecJob): the first frame names the exec.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

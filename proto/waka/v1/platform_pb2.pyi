@@ -301,7 +301,7 @@ class ScaleRequest(_message.Message):
     def __init__(self, app: _Optional[str] = ..., changes: _Optional[_Iterable[_Union[ScaleChange, _Mapping]]] = ...) -> None: ...
 
 class RunSpec(_message.Message):
-    __slots__ = ("app", "command", "size", "env", "tty", "cols", "rows")
+    __slots__ = ("app", "command", "size", "env", "tty", "cols", "rows", "dyno")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -316,6 +316,7 @@ class RunSpec(_message.Message):
     TTY_FIELD_NUMBER: _ClassVar[int]
     COLS_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    DYNO_FIELD_NUMBER: _ClassVar[int]
     app: str
     command: str
     size: str
@@ -323,7 +324,8 @@ class RunSpec(_message.Message):
     tty: bool
     cols: int
     rows: int
-    def __init__(self, app: _Optional[str] = ..., command: _Optional[str] = ..., size: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., tty: _Optional[bool] = ..., cols: _Optional[int] = ..., rows: _Optional[int] = ...) -> None: ...
+    dyno: str
+    def __init__(self, app: _Optional[str] = ..., command: _Optional[str] = ..., size: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., tty: _Optional[bool] = ..., cols: _Optional[int] = ..., rows: _Optional[int] = ..., dyno: _Optional[str] = ...) -> None: ...
 
 class RunInput(_message.Message):
     __slots__ = ("spec", "stdin", "stdin_eof", "resize", "signal")

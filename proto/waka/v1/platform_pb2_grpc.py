@@ -1109,6 +1109,11 @@ class DynosStub:
                 request_serializer=waka_dot_v1_dot_platform__pb2.RunInput.SerializeToString,
                 response_deserializer=waka_dot_v1_dot_platform__pb2.RunEvent.FromString,
                 _registered_method=True)
+        self.Exec = channel.stream_stream(
+                '/waka.v1.Dynos/Exec',
+                request_serializer=waka_dot_v1_dot_platform__pb2.RunInput.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.RunEvent.FromString,
+                _registered_method=True)
 
 
 class DynosServicer:
@@ -1149,6 +1154,14 @@ class DynosServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Exec(self, request_iterator, context):
+        """A command inside a running dyno (`waka ps:exec`): the first message's spec names the app,
+        the dyno (`dyno`) and the command; then as Run. Events: started (the dyno), output, exit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DynosServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1174,6 +1187,11 @@ def add_DynosServicer_to_server(servicer, server):
             ),
             'Run': grpc.stream_stream_rpc_method_handler(
                     servicer.Run,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.RunInput.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.RunEvent.SerializeToString,
+            ),
+            'Exec': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exec,
                     request_deserializer=waka_dot_v1_dot_platform__pb2.RunInput.FromString,
                     response_serializer=waka_dot_v1_dot_platform__pb2.RunEvent.SerializeToString,
             ),
@@ -1311,6 +1329,33 @@ class Dynos:
             request_iterator,
             target,
             '/waka.v1.Dynos/Run',
+            waka_dot_v1_dot_platform__pb2.RunInput.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.RunEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/waka.v1.Dynos/Exec',
             waka_dot_v1_dot_platform__pb2.RunInput.SerializeToString,
             waka_dot_v1_dot_platform__pb2.RunEvent.FromString,
             options,
