@@ -57,6 +57,11 @@ def test_the_router_reaches_a_private_dyno_at_its_nodes_address(tmp_path: Path):
             cluster.waka("features:enable", "private-network", "-a", "walled")
             cluster.scale("walled", web=1)
             cluster.wait_converged("walled", "web", 1)
+            # ps:exec reaches a dyno on an agent of its own, over the agent's mutual-TLS port.
+            execed = cluster.waka(
+                "ps:exec", "-a", "walled", "--no-tty", "echo in=$DYNO; exit 4", check=False
+            )
+            assert execed.returncode == 4 and execed.stdout == "in=web.1\n", execed
             (dyno,) = json.loads(cluster.waka("ps", "-a", "walled", "--json").stdout)
             node_address, _, port = dyno["address"].rpartition(":")
             assert node_address == agent.host.address
