@@ -483,6 +483,12 @@ COMMANDS: tuple[Command, ...] = (
         _rollback,
         ("releases:rollback",),
     ),
+    Command(
+        "releases:retry",
+        "run the latest release's release phase again",
+        "_releases:retry",
+        _app,
+    ),
     Command("ps", "list an app's dynos", "_ps:ps", _app_json),
     Command("ps:scale", "scale process types", "_ps:scale", _ps_scale, ("scale",)),
     Command("ps:restart", "restart dynos", "_ps:restart", _ps_restart, ("restart",)),

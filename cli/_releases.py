@@ -119,6 +119,19 @@ def rollback(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def retry(args: argparse.Namespace, ctx: Context) -> int:
+    """``releases:retry``: the latest release again, so its release phase runs again."""
+    app = resolve_app(args.app, ctx)
+    with (
+        connect(args.data_dir, ctx.environ) as api,
+        action(ctx.stdout, f"Retrying the latest release of {app_label(app)}") as outcome,
+    ):
+        release = api.releases.Retry(platform_pb2.AppRef(app=app))
+        outcome.detail = f"v{release.version}"
+    ctx.stdout.write(f"{release.description}\n")
+    return 0
+
+
 def output(args: argparse.Namespace, ctx: Context) -> int:
     app = resolve_app(args.app, ctx)
     version = parse_version(args.version) if args.version else 0

@@ -170,6 +170,11 @@ class ReleasesServicer(_Base, pb_grpc.ReleasesServicer):
         return self.Get(pb.ReleaseRef(app=request.app, version=version), context)
 
     @unary("user")
+    def Retry(self, request, context, identity: Identity):
+        version, _ = self.run(self.s.releaser.retry, request.app, identity.subject)
+        return self.Get(pb.ReleaseRef(app=request.app, version=version), context)
+
+    @unary("user")
     def Output(self, request, context, identity: Identity):
         return pb.OutputLines(lines=self.run(self.s.releaser.output, request.app, request.version))
 

@@ -223,9 +223,7 @@ class Releaser:
                 raise Conflict(f"{app_name} has no releases to roll back.")
             if version:
                 row = db.execute(
-                    "SELECT version, slug_sha256, slug_size, process_types, buildpacks, stack,"
-                    " config, status, health_check_path FROM releases"
-                    " WHERE app_id = ? AND version = ?",
+                    f"SELECT {_AGAIN_COLUMNS} FROM releases WHERE app_id = ? AND version = ?",
                     (app.id, version),
                 ).fetchone()
                 if row is None:
@@ -237,25 +235,60 @@ class Releaser:
                     )
             else:
                 row = db.execute(
-                    "SELECT version, slug_sha256, slug_size, process_types, buildpacks, stack,"
-                    " config, status, health_check_path FROM releases"
-                    " WHERE app_id = ? AND version < ?"
+                    f"SELECT {_AGAIN_COLUMNS} FROM releases WHERE app_id = ? AND version < ?"
                     " AND status = 'succeeded' AND slug_sha256 IS NOT NULL"
                     " ORDER BY version DESC LIMIT 1",
                     (app.id, app.current_release),
                 ).fetchone()
                 if row is None:
                     raise Conflict(f"{app_name} has no earlier release to roll back to.")
-            if not row[1]:
-                raise Conflict(f"v{row[0]} has no slug, so there is nothing to roll back to.")
-            slug = SlugInfo(row[1], row[2], json.loads(row[3]), json.loads(row[4]), row[5], row[8])
-            return row[0], slug, json.loads(row[6])
+            return _slug_and_config(row, "roll back to")
 
         to_version, slug, config = await self._store.read(target)
+        return await self._release_again(
+            app_name, to_version, slug, config, user, f"Rollback to v{to_version}", "rolled back"
+        )
+
+    async def retry(self, app_name: str, user: str) -> tuple[int, bool]:
+        """`releases:retry`: the latest release again, as a new one, so its release phase runs
+        again (after a migration failed on a database that was down, say)."""
+
+        def latest(db: Database) -> tuple[int, SlugInfo, dict[str, str]]:
+            app = find_app(db, app_name)
+            row = db.execute(
+                f"SELECT {_AGAIN_COLUMNS} FROM releases WHERE app_id = ?"
+                " ORDER BY version DESC LIMIT 1",
+                (app.id,),
+            ).fetchone()
+            if row is None:
+                raise Conflict(f"{app_name} has no releases to retry.")
+            if "release" not in json.loads(row[3] or "{}"):
+                raise Conflict(
+                    f"v{row[0]} has no release phase to retry: its Procfile has no `release`"
+                    " process."
+                )
+            return _slug_and_config(row, "retry")
+
+        version, slug, config = await self._store.read(latest)
+        return await self._release_again(
+            app_name, version, slug, config, user, f"Retry of v{version}", "retried"
+        )
+
+    async def _release_again(
+        self,
+        app_name: str,
+        to_version: int,
+        slug: SlugInfo,
+        config: dict[str, str],
+        user: str,
+        description: str,
+        verb: str,
+    ) -> tuple[int, bool]:
+        """A new release of an earlier one's slug and config (add-ons' vars stay current)."""
         if not self._slugs.has(slug.sha256):
             raise Conflict(
-                f"v{to_version}'s slug ({slug.sha256[:12]}) is no longer stored, so {app_name} "
-                "cannot be rolled back to it."
+                f"v{to_version}'s slug ({slug.sha256[:12]}) is no longer stored, so it cannot be"
+                f" {verb}."
             )
         # For the description; the config itself is settled in the release's transaction.
         _, kept = await self._store.read(
@@ -270,8 +303,7 @@ class Releaser:
                 [(app.id, k, v) for k, v in restored.items()],
             )
 
-        description = f"Rollback to v{to_version}"
-        self._hub.emit(app_name, f"Rollback to v{to_version} by {user}")
+        self._hub.emit(app_name, f"{description} by {user}")
         if kept:
             description += f" (add-on config not rolled back: {', '.join(kept)})"
             self._hub.emit(
@@ -285,3 +317,16 @@ class Releaser:
             prepare=restore_config,
             wait=False,
         )
+
+
+_AGAIN_COLUMNS = (
+    "version, slug_sha256, slug_size, process_types, buildpacks, stack, config, status,"
+    " health_check_path"
+)
+
+
+def _slug_and_config(row: tuple, doing: str) -> tuple[int, SlugInfo, dict[str, str]]:
+    if not row[1]:
+        raise Conflict(f"v{row[0]} has no slug, so there is nothing to {doing}.")
+    slug = SlugInfo(row[1], row[2], json.loads(row[3]), json.loads(row[4]), row[5], row[8])
+    return row[0], slug, json.loads(row[6])

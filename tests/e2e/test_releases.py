@@ -233,3 +233,28 @@ def test_one_off_dynos_exit_status_stdin_and_detached_output(waka: Daemon, tmp_p
         return all(d["type"] != "run" for d in waka.dynos("oneoff"))
 
     wait_for(gone, 30, "finished one-off dynos to leave `waka ps`")
+
+
+def test_retry_runs_the_latest_release_phase_again_as_a_new_release(waka: Daemon, tmp_path: Path):
+    app = make_app(waka, tmp_path, "again", "web: python3 -m http.server $PORT\n")
+    waka.waka("deploy", "-a", "again", str(app))
+    refused = waka.waka("releases:retry", "-a", "again", check=False)
+    assert refused.returncode == 1
+    assert "v1 has no release phase to retry" in refused.stderr, refused.stderr
+    # The release phase fails on v2 only, as a migration does while its database is down.
+    (app / "Procfile").write_text(
+        "web: python3 -m http.server $PORT\n"
+        'release: echo phase of $WAKA_RELEASE_VERSION; test "$WAKA_RELEASE_VERSION" != v2\n'
+    )
+    assert waka.waka("deploy", "-a", "again", str(app), check=False).returncode != 0
+    result = waka.waka("releases:retry", "-a", "again")
+    assert "Retrying the latest release of ⬢ again... done, v3" in result.stdout, result.stdout
+    assert "Retry of v2" in result.stdout
+    waka.wait_for_dyno("again", release=3)
+    releases = waka.json("releases", "-a", "again")
+    assert [(r["version"], r["status"]) for r in releases] == [
+        (3, "succeeded"),
+        (2, "failed"),
+        (1, "succeeded"),
+    ]
+    assert "phase of v3" in waka.waka("releases:output", "v3", "-a", "again").stdout

@@ -768,6 +768,11 @@ class ReleasesStub:
                 request_serializer=waka_dot_v1_dot_platform__pb2.ReleaseRef.SerializeToString,
                 response_deserializer=waka_dot_v1_dot_platform__pb2.Release.FromString,
                 _registered_method=True)
+        self.Retry = channel.unary_unary(
+                '/waka.v1.Releases/Retry',
+                request_serializer=waka_dot_v1_dot_platform__pb2.AppRef.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.Release.FromString,
+                _registered_method=True)
         self.Output = channel.unary_unary(
                 '/waka.v1.Releases/Output',
                 request_serializer=waka_dot_v1_dot_platform__pb2.ReleaseRef.SerializeToString,
@@ -801,6 +806,14 @@ class ReleasesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Retry(self, request, context):
+        """A new release with the slug and config of the latest one, so that its release phase runs
+        again (`waka releases:retry`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Output(self, request, context):
         """The release phase's output of a release.
         """
@@ -824,6 +837,11 @@ def add_ReleasesServicer_to_server(servicer, server):
             'Rollback': grpc.unary_unary_rpc_method_handler(
                     servicer.Rollback,
                     request_deserializer=waka_dot_v1_dot_platform__pb2.ReleaseRef.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.Release.SerializeToString,
+            ),
+            'Retry': grpc.unary_unary_rpc_method_handler(
+                    servicer.Retry,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.AppRef.FromString,
                     response_serializer=waka_dot_v1_dot_platform__pb2.Release.SerializeToString,
             ),
             'Output': grpc.unary_unary_rpc_method_handler(
@@ -914,6 +932,33 @@ class Releases:
             target,
             '/waka.v1.Releases/Rollback',
             waka_dot_v1_dot_platform__pb2.ReleaseRef.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.Release.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Retry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Releases/Retry',
+            waka_dot_v1_dot_platform__pb2.AppRef.SerializeToString,
             waka_dot_v1_dot_platform__pb2.Release.FromString,
             options,
             channel_credentials,
