@@ -282,6 +282,20 @@ def _ps_exec(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
 
 
+def _ps_wait(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("-t", "--type", default="", metavar="TYPE", help="only this process type")
+    parser.add_argument("-R", "--with-run", action="store_true", help="one-off dynos too")
+    parser.add_argument(
+        "-w",
+        "--wait-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often to look (default: 2)",
+    )
+
+
 def _run_detached(parser: argparse.ArgumentParser) -> None:
     _app(parser)
     parser.add_argument("-s", "--size", default="", help="dyno size (default: standard-1x)")
@@ -494,6 +508,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("ps:restart", "restart dynos", "_ps:restart", _ps_restart, ("restart",)),
     Command("ps:stop", "stop a dyno", "_ps:stop", _ps_stop, ("stop", "ps:kill")),
     Command("ps:type", "change process types' dyno size", "_ps:resize", _ps_resize, ("ps:resize",)),
+    Command("ps:wait", "wait until every dyno runs the current release", "_ps:wait", _ps_wait),
     Command("ps:exec", "a shell (or COMMAND) inside a running dyno", "_run:exec_in_dyno", _ps_exec),
     Command("run", "run a one-off dyno attached to this terminal", "_run:run", _run),
     Command(

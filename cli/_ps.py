@@ -1,9 +1,11 @@
-"""``waka ps``, ``ps:scale`` and ``ps:restart`` (also ``restart``)."""
+"""``waka ps``, ``ps:scale``, ``ps:restart`` (also ``restart``), ``ps:stop``, ``ps:type`` and
+``ps:wait``."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from itertools import groupby
@@ -118,6 +120,34 @@ def restart(args: argparse.Namespace, ctx: Context) -> int:
         action(ctx.stdout, f"Restarting {what} on {app_label(app)}"),
     ):
         api.dynos.Restart(platform_pb2.DynoTarget(app=app, target=target))
+    return 0
+
+
+def wait(args: argparse.Namespace, ctx: Context) -> int:
+    """``ps:wait``: returns once every dyno is up on the current release (for deploy scripts)."""
+    app = resolve_app(args.app, ctx)
+    if args.wait_interval <= 0:
+        raise CliError(
+            f"--wait-interval must be a positive number of seconds, not {args.wait_interval}"
+        )
+    with connect(args.data_dir, ctx.environ) as api:
+        release = api.apps.Get(platform_pb2.AppRef(app=app)).current_release
+        if not release:
+            raise CliError(f"{app} has no release yet: deploy it first")
+        ctx.stdout.write(f"Waiting for every dyno to be running v{release}... ")
+        ctx.stdout.flush()
+        while True:
+            dynos = [
+                dyno
+                for dyno in api.dynos.List(platform_pb2.AppRef(app=app)).dynos
+                if (args.with_run or dyno.type != ONE_OFF_TYPE)
+                and (not args.type or dyno.type == args.type)
+            ]
+            ready = [d for d in dynos if d.release == release and dyno_state(d.state) == "up"]
+            if len(ready) == len(dynos):
+                break
+            time.sleep(args.wait_interval)
+    ctx.stdout.write(f"{len(ready)} / {len(dynos)}, done\n")
     return 0
 
 

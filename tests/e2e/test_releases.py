@@ -250,7 +250,9 @@ def test_retry_runs_the_latest_release_phase_again_as_a_new_release(waka: Daemon
     result = waka.waka("releases:retry", "-a", "again")
     assert "Retrying the latest release of ⬢ again... done, v3" in result.stdout, result.stdout
     assert "Retry of v2" in result.stdout
-    waka.wait_for_dyno("again", release=3)
+    waited = waka.waka("ps:wait", "-a", "again", "-w", "0.2", timeout=60)
+    assert waited.stdout == "Waiting for every dyno to be running v3... 1 / 1, done\n"
+    assert [(d["release"], d["state"]) for d in waka.dynos("again")] == [(3, "up")]
     releases = waka.json("releases", "-a", "again")
     assert [(r["version"], r["status"]) for r in releases] == [
         (3, "succeeded"),

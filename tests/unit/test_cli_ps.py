@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 from test_cli_fakes import Cli, FakePlatform, serving
 
 from waka.cli._errors import CliError
 from waka.cli._scale import Change, parse_change, parse_changes
+from waka.v1 import common_pb2
 
 
 @pytest.fixture
@@ -186,3 +189,31 @@ def test_restart_targets_the_app_a_type_or_a_dyno(
     result = cli.run(*argv, "-a", "demo")
     assert (result.status, result.out) == (0, line)
     assert platform.calls_to("Dynos.Restart")[0].target == target
+
+
+def test_ps_wait_returns_once_every_dyno_is_up_on_the_current_release(
+    cli: Cli, platform: FakePlatform
+) -> None:
+    # web.2 has crashed: the wait goes on until it is up again.
+    def recover() -> None:
+        wait_for(lambda: len(platform.calls_to("Dynos.List")) >= 2, 10, "a second look")
+        crashed = next(d for d in platform.dynos["demo"] if d.name == "web.2")
+        crashed.state = common_pb2.DYNO_STATE_UP
+
+    helper = threading.Thread(target=recover)
+    helper.start()
+    result = cli.run("ps:wait", "-a", "demo", "-w", "0.01")
+    helper.join()
+    assert result.status == 0, result.err
+    assert result.out == "Waiting for every dyno to be running v3... 3 / 3, done\n"
+    assert len(platform.calls_to("Dynos.List")) >= 2
+
+
+def test_ps_wait_counts_only_the_type_asked_for_and_refuses_nonsense(cli: Cli) -> None:
+    # web.2 is crashed, but only workers are waited for.
+    result = cli.run("ps:wait", "-a", "demo", "--type", "worker")
+    assert result.out.endswith("1 / 1, done\n"), result.out
+    bad = cli.run("ps:wait", "-a", "demo", "-w", "0")
+    assert bad.status == 1 and "--wait-interval must be a positive number" in bad.err
+    unreleased = cli.run("ps:wait", "-a", "alpha")
+    assert unreleased.status == 1 and "alpha has no release yet" in unreleased.err
