@@ -296,6 +296,23 @@ def _ps_wait(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _local(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "processes",
+        nargs="*",
+        metavar="TYPE",
+        help="types to run (`web worker`, or `web=1,worker=2`); default: all but release",
+    )
+    parser.add_argument("-f", "--procfile", default="Procfile", metavar="FILE")
+    parser.add_argument("-e", "--env", default=".env", metavar="FILE", help="default: .env")
+    parser.add_argument("-p", "--port", type=int, metavar="PORT", help="the first PORT (5000)")
+
+
+def _local_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-e", "--env", default=".env", metavar="FILE", help="default: .env")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+
 def _run_detached(parser: argparse.ArgumentParser) -> None:
     _app(parser)
     parser.add_argument("-s", "--size", default="", help="dyno size (default: standard-1x)")
@@ -517,6 +534,8 @@ COMMANDS: tuple[Command, ...] = (
         "_run:detached",
         _run_detached,
     ),
+    Command("local", "run the Procfile on this machine, with .env", "_local:local", _local),
+    Command("local:run", "run a command with the app's .env", "_local:local_run", _local_run),
     Command("config", "show an app's config vars", "_config:show", _config),
     Command("config:get", "print one config var", "_config:get", _config_get),
     Command("config:set", "set config vars and restart", "_config:set_vars", _config_set),
