@@ -296,6 +296,16 @@ def _ps_wait(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _ps_copy(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("file", metavar="FILE", help="a path in the dyno (relative to /app)")
+    parser.add_argument(
+        "-d", "--dyno", default="web.1", metavar="DYNO", help="the running dyno (default: web.1)"
+    )
+    parser.add_argument("-o", "--output", default="", metavar="LOCAL", help="default: FILE's name")
+    parser.add_argument("--force", action="store_true", help="overwrite LOCAL if it exists")
+
+
 def _local(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "processes",
@@ -526,6 +536,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("ps:stop", "stop a dyno", "_ps:stop", _ps_stop, ("stop", "ps:kill")),
     Command("ps:type", "change process types' dyno size", "_ps:resize", _ps_resize, ("ps:resize",)),
     Command("ps:wait", "wait until every dyno runs the current release", "_ps:wait", _ps_wait),
+    Command("ps:copy", "copy a file from a running dyno", "_run:copy_from_dyno", _ps_copy),
     Command("ps:exec", "a shell (or COMMAND) inside a running dyno", "_run:exec_in_dyno", _ps_exec),
     Command("run", "run a one-off dyno attached to this terminal", "_run:run", _run),
     Command(

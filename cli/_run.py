@@ -1,5 +1,5 @@
 """``waka run`` (a one-off dyno attached to this terminal), ``waka run:detached``, and
-``waka ps:exec`` (a command inside a running dyno, attached the same way).
+``waka ps:exec`` (a command inside a running dyno, attached the same way), and ``ps:copy``.
 
 With a terminal, keystrokes go to the dyno as they are typed (raw mode: Ctrl-C is a byte the
 dyno's terminal turns into SIGINT), window size changes follow, and waka exits with the command's
@@ -20,6 +20,7 @@ import termios
 import threading
 import tty
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from waka.cli._appref import resolve_app
@@ -85,6 +86,55 @@ def exec_in_dyno(args: argparse.Namespace, ctx: Context) -> int:
     return _attached(args, ctx, spec, "Exec")
 
 
+def copy_from_dyno(args: argparse.Namespace, ctx: Context) -> int:
+    """``ps:copy FILE [-d web.1] [-o LOCAL]``: a file of a running dyno, to this machine."""
+    app = resolve_app(args.app, ctx)
+    output = ctx.cwd / (args.output or Path(args.file).name)
+    if output.exists() and not args.force:
+        raise CliError(f"{output} exists; give another --output, or --force to overwrite it")
+    spec = platform_pb2.RunSpec(
+        app=app, dyno=args.dyno, command=shlex.join(["cat", "--", args.file])
+    )
+    ctx.stdout.write(f"Copying {args.file} from {args.dyno} on {app_label(app)} to {output}... ")
+    ctx.stdout.flush()
+    inputs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    inputs.put(platform_pb2.RunInput(spec=spec))
+    with connect(args.data_dir, ctx.environ) as api:
+        try:
+            return _copy(api.dynos.Exec(_requests(inputs)), ctx, args.file, args.dyno, output)
+        finally:
+            inputs.put(_END)  # the request stream stays open until then: its end means "gone"
+
+
+def _copy(
+    events: Iterator[platform_pb2.RunEvent], ctx: Context, file: str, dyno: str, output: Path
+) -> int:
+    data, errors = bytearray(), bytearray()
+    for event in events:
+        kind = event.WhichOneof("event")
+        if kind == "stdout":
+            data += event.stdout
+        elif kind == "stderr":
+            errors += event.stderr
+        elif kind == "error":
+            ctx.stdout.write("!\n")
+            raise CliError(event.error)
+        elif kind == "exit_code":
+            ctx.stdout.write("!\n" if event.exit_code else "")
+            if event.exit_code:
+                said = errors.decode(errors="replace").strip() or f"cat exited {event.exit_code}"
+                raise CliError(f"cannot copy {file} from {dyno}: {said}")
+            try:
+                output.write_bytes(data)
+            except OSError as error:
+                ctx.stdout.write("!\n")
+                raise CliError(f"cannot write {output}: {error.strerror}") from None
+            ctx.stdout.write(f"done, {len(data)} bytes\n")
+            return 0
+    ctx.stdout.write("!\n")
+    raise CliError("the connection to the dyno ended before the copy finished")
+
+
 def _attached(
     args: argparse.Namespace, ctx: Context, spec: platform_pb2.RunSpec, method: str
 ) -> int:
@@ -97,18 +147,20 @@ def _attached(
         spec.env.setdefault("TERM", ctx.environ.get("TERM", "xterm-256color"))
     inputs: queue.SimpleQueue[Any] = queue.SimpleQueue()
     inputs.put(platform_pb2.RunInput(spec=spec))
-
-    def requests() -> Iterator[platform_pb2.RunInput]:
-        while (item := inputs.get()) is not _END:
-            yield item
-
     ctx.stderr.flush()
     with connect(args.data_dir, ctx.environ) as api:
-        events = getattr(api.dynos, method)(requests())
-        with _terminal(stdin_fd if use_tty else None, inputs):
-            status = _relay(events, inputs, ctx, stdin_fd, use_tty)
-    inputs.put(_END)
-    return status
+        events = getattr(api.dynos, method)(_requests(inputs))
+        try:
+            with _terminal(stdin_fd if use_tty else None, inputs):
+                return _relay(events, inputs, ctx, stdin_fd, use_tty)
+        finally:
+            # The request stream ends before the channel closes: its end means "gone".
+            inputs.put(_END)
+
+
+def _requests(inputs: queue.SimpleQueue[Any]) -> Iterator[platform_pb2.RunInput]:
+    while (item := inputs.get()) is not _END:
+        yield item
 
 
 def _relay(

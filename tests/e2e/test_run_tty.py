@@ -180,3 +180,22 @@ def test_exec_refuses_a_dyno_that_is_not_there_or_not_up(shared_waka: Daemon, ex
     assert bad.returncode == 1 and "not a dyno name like web.1" in bad.stderr, bad.stderr
     unknown = shared_waka.waka("ps:exec", "-a", "no-such-app", "--no-tty", "true", check=False)
     assert unknown.returncode == 1 and "no-such-app" in unknown.stderr, unknown.stderr
+
+
+def test_copy_brings_a_dynos_file_here_byte_for_byte(
+    shared_waka: Daemon, execed: str, tmp_path: Path
+):
+    shared_waka.wait_for_dyno(execed)
+    copied = shared_waka.waka("ps:copy", "/tmp/mark", "-a", execed, cwd=tmp_path)
+    assert (tmp_path / "mark").read_text() == "from-the-dyno\n"
+    assert copied.stdout.endswith("done, 14 bytes\n"), copied.stdout
+    # Binary, and to a name of our choosing: the stack's own `true`, seen through the sandbox.
+    shared_waka.waka("ps:copy", "/usr/bin/true", "-o", "t.bin", "-a", execed, cwd=tmp_path)
+    assert (tmp_path / "t.bin").read_bytes() == Path("/usr/bin/true").read_bytes()
+    again = shared_waka.waka("ps:copy", "/tmp/mark", "-a", execed, cwd=tmp_path, check=False)
+    assert again.returncode == 1 and "exists; give another --output" in again.stderr
+    missing = shared_waka.waka("ps:copy", "/tmp/none", "-a", execed, cwd=tmp_path, check=False)
+    assert missing.returncode == 1
+    assert "cannot copy /tmp/none from web.1" in missing.stderr, missing.stderr
+    assert "No such file" in missing.stderr, missing.stderr
+    assert not (tmp_path / "none").exists()
