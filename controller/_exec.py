@@ -57,7 +57,7 @@ class Execs:
                 " exec needs a running dyno."
             )
         dyno = running[-1]
-        session = self._fleet.session_of_dyno(dyno.id)
+        session = self._fleet.session(self._fleet.node_of(dyno.id) or "")
         if session is None or session.closed:
             raise Conflict(f"The node that runs {target} ({dyno.node}) is not connected.")
         command = spec.command.strip() or DEFAULT_COMMAND

@@ -122,11 +122,6 @@ class Fleet:
     def node_of(self, dyno_id: str) -> str | None:
         return self._dyno_node.get(dyno_id)
 
-    def session_of_dyno(self, dyno_id: str) -> AgentSession | None:
-        """The session of the node that reports running the dyno, if it is connected."""
-        node_id = self._dyno_node.get(dyno_id)
-        return self._sessions.get(node_id) if node_id is not None else None
-
     def dyno_status(self, dyno_id: str) -> DynoStatus | None:
         node_id = self._dyno_node.get(dyno_id)
         if node_id is None:
