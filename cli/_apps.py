@@ -1,4 +1,4 @@
-"""``waka apps``, ``apps:create``, ``apps:info``, ``open``, ``apps:destroy``."""
+"""``waka apps``, ``apps:create``, ``apps:info``, ``open``, ``apps:rename``, ``apps:destroy``."""
 
 from __future__ import annotations
 
@@ -109,6 +109,26 @@ def browser_command(environ: Mapping[str, str]) -> list[str] | None:
     graphical = environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
     opener = shutil.which("xdg-open", path=environ.get("PATH"))
     return [opener] if graphical and opener else None
+
+
+def rename(args: argparse.Namespace, ctx: Context) -> int:
+    """``apps:rename NEWNAME``: the app's URLs change, and this repo's remotes follow."""
+    name = resolve_app(args.app, ctx)
+    with connect(args.data_dir, ctx.environ) as api:
+        before = api.apps.Get(platform_pb2.AppRef(app=name))
+        with action(ctx.stdout, f"Renaming {name} to {args.new_name}"):
+            app = api.apps.Rename(platform_pb2.RenameAppRequest(app=name, new_name=args.new_name))
+    ctx.stdout.write(f"{app.web_url} | {app.git_url}\n")
+    git = Git(ctx.cwd, ctx.environ)
+    try:
+        if git.is_repository():
+            for remote, url in git.remotes().items():
+                if url == before.git_url:
+                    git.set_remote(remote, app.git_url)
+                    ctx.stdout.write(f"Git remote {remote} updated\n")
+    except CliError as error:
+        ctx.stderr.write(f"warning: could not update the git remote: {error.message}\n")
+    return 0
 
 
 def destroy(args: argparse.Namespace, ctx: Context) -> int:

@@ -108,6 +108,11 @@ def _app_json(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- each command's options
 
 
+def _apps_rename(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("new_name", metavar="NEWNAME", help="2 to 30 lowercase letters, digits, -")
+    _app(parser)
+
+
 def _apps_open(parser: argparse.ArgumentParser) -> None:
     _app(parser)
     parser.add_argument("path", nargs="?", default="", metavar="PATH", help="e.g. /admin")
@@ -492,6 +497,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("apps", "list your apps", "_apps:list_apps", _json),
     Command("apps:create", "create an app", "_apps:create", _apps_create, ("create",)),
     Command("apps:info", "show an app's details", "_apps:info", _app_json, ("info",)),
+    Command("apps:rename", "give an app a new name", "_apps:rename", _apps_rename, ("rename",)),
     Command("apps:open", "open the app in a browser", "_apps:open_app", _apps_open, ("open",)),
     Command("apps:destroy", "destroy an app", "_apps:destroy", _apps_destroy, ("destroy",)),
     Command("git:remote", "point a git remote at an app", "_remote:git_remote", _git_remote),

@@ -94,6 +94,16 @@ class AppsServicer(_Base, pb_grpc.AppsServicer):
         return self.run(self.s.apps.get, request.app)
 
     @unary("user")
+    def Rename(self, request, context, identity: Identity):
+        async def rename() -> pb.App:
+            app = await self.s.apps.rename(request.app, request.new_name.strip(), identity.subject)
+            # Each dyno's spec has the name it was made with: replace them (preboot applies).
+            await self.s.formation.restart(app.name, "", identity.subject)
+            return app
+
+        return self.run(rename)
+
+    @unary("user")
     def Destroy(self, request, context, identity: Identity):
         self.run(self.s.apps.destroy, request.app, request.confirm, identity.subject)
         return pb.Empty()

@@ -16,7 +16,7 @@ from sqlite_utils import Database
 
 from waka.controller._config_vars import check_config_name, check_config_size
 from waka.controller._convert import timestamp
-from waka.controller._errors import AlreadyExists, InvalidInput, app_not_found
+from waka.controller._errors import AlreadyExists, Conflict, InvalidInput, app_not_found
 from waka.controller._logs import LogHub
 from waka.controller._names import check_app_name, random_app_name
 from waka.controller._reconcile import Reconciler
@@ -36,6 +36,7 @@ async def _nothing(_app: str, _user: str) -> None:
 
 class Repos(Protocol):
     def ensure_repo(self, app: str) -> None: ...
+    def rename_repo(self, old: str, new: str) -> None: ...
     def delete_repo(self, app: str) -> None: ...
 
 
@@ -133,6 +134,8 @@ class Apps:
         self.on_destroyed: Callable[[str], None] = lambda _name: None
         # Awaited before an app is deleted, with its name and the user (its add-ons go first).
         self.before_destroy: Callable[[str, str], Awaitable[None]] = _nothing
+        # Awaited after an app got a new name, with the old and the new (drains, add-ons).
+        self.on_renamed: Callable[[str, str], Awaitable[None]] = _nothing
 
     def message(self, app: AppRow) -> App:
         return App(
@@ -170,6 +173,7 @@ class Apps:
             return app
 
         app = await self._store.write(insert)
+        self._hub.name_taken(app.name)
         await trio.to_thread.run_sync(self._repos.ensure_repo, app.name)
         await self._routes.refresh(app.name)
         self._hub.emit(app.name, f"Created app {app.name} by {user}")
@@ -185,6 +189,35 @@ class Apps:
 
     async def get(self, name: str) -> App:
         return self.message(await self._store.read(lambda db: find_app(db, name)))
+
+    async def rename(self, name: str, new_name: str, user: str) -> App:
+        """A new name: URLs, git repository, log stream and history, drains and add-ons follow.
+        The caller replaces the dynos, whose specs carry the name they were made with."""
+        check_app_name(new_name)
+
+        def update(db: Database) -> AppRow:
+            app = find_app(db, name)
+            if new_name == name:
+                raise InvalidInput(f"{name} is already called {new_name}.")
+            if db.execute("SELECT 1 FROM apps WHERE name = ?", (new_name,)).fetchone():
+                raise AlreadyExists(f"Name {new_name} is already taken.")
+            if db.execute(
+                "SELECT 1 FROM builds WHERE app_id = ? AND status IN ('pending', 'building')",
+                (app.id,),
+            ).fetchone():
+                raise Conflict(f"{name} has a build running: rename it once the build is over.")
+            db.execute("UPDATE apps SET name = ? WHERE id = ?", (new_name, app.id))
+            return find_app(db, new_name)
+
+        app = await self._store.write(update)
+        await trio.to_thread.run_sync(self._repos.rename_repo, name, new_name)
+        self._hub.rename(name, new_name)
+        self._routes.forget(name)
+        await self._routes.refresh(new_name)
+        await self._routes.load_domains()
+        await self.on_renamed(name, new_name)
+        self._hub.emit(new_name, f"Renamed from {name} by {user}")
+        return self.message(app)
 
     async def destroy(self, name: str, confirm: str, user: str) -> None:
         app = await self._store.read(lambda db: find_app(db, name))

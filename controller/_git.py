@@ -286,6 +286,15 @@ class GitEndpoint:
             _run_git_blocking(["git", f"--git-dir={path}", "config", key, value])
         _install_hook(path / "hooks")
 
+    def rename_repo(self, old: str, new: str) -> None:
+        """Moves the app's repository to its new name (and rewrites its hook). Blocking."""
+        source, target = self.repo_path(old), self.repo_path(new)
+        if target.exists():
+            shutil.rmtree(target)  # left by an app of that name destroyed before: not ours
+        if source.exists():
+            source.rename(target)
+        self.ensure_repo(new)
+
     def delete_repo(self, app: str) -> None:
         """Removes the app's repository, if there is one. Blocking."""
         path = self.repo_path(app)

@@ -114,5 +114,10 @@ class LogDrains:
         await self._apply(app)
         self._hub.emit(app, f"Remove drain {parse_drain_url(url).redacted()} by {user}")
 
+    async def renamed(self, old: str, new: str) -> None:
+        """The app's drains go on under its new name (lines carry the name they go under)."""
+        self.forget(old)
+        await self._apply(new)
+
     def forget(self, app: str) -> None:
         self._drains.set_drains(app, [])

@@ -247,6 +247,8 @@ class LogHub:
         # Streams whose lines also go to other apps' streams: a managed add-on's output to the
         # apps it is attached to, as `app[ADDON]`.
         self._mirrors: dict[str, tuple[str, ...]] = {}
+        # Former names of renamed apps: their dynos not replaced yet still say the old one.
+        self._renamed: dict[str, str] = {}
         if store is not None:
             store.report_to(lambda app, text: self.emit(app, text, dyno="logplex"))
 
@@ -271,6 +273,10 @@ class LogHub:
     ) -> None:
         """Publishes lines that are all of `app`; `batch`, if given, is a LogBatch holding
         exactly these lines (the tails and the store then pass it on instead of copying)."""
+        if app in self._renamed:
+            app = self._renamed[app]
+            lines = [_retagged(line, app) for line in lines]
+            batch = None
         self._deliver(app, lines, batch)
         for target in self._mirrors.get(app, ()):
             self._deliver(
@@ -393,9 +399,36 @@ class LogHub:
             if not tails:
                 del self._tails[tail.app]
 
+    def rename(self, old: str, new: str) -> None:
+        """The app `old` is called `new`: its history (in memory and on disk), tails and
+        mirrors follow, and lines still published under `old` go to `new`."""
+        self._renamed = {
+            former: new if current == old else current for former, current in self._renamed.items()
+        }
+        self._renamed.pop(new, None)
+        self._renamed[old] = new
+        if (history := self._history.pop(old, None)) is not None:
+            self._history[new] = history
+        tails = self._tails.pop(old, set())
+        for tail in tails:
+            tail.app = new
+        if tails:
+            self._tails.setdefault(new, set()).update(tails)
+        self._mirrors = {
+            new if name == old else name: tuple(new if t == old else t for t in targets)
+            for name, targets in self._mirrors.items()
+        }
+        if self._store is not None:
+            self._store.rename(old, new)
+
+    def name_taken(self, app: str) -> None:
+        """A new app is called `app`: lines under that name are its own, not a renamed one's."""
+        self._renamed.pop(app, None)
+
     def forget(self, app: str) -> None:
         """Drops an app's history, in memory and on disk, and ends its tails (the app was
         destroyed); no stream is mirrored to it any more."""
+        self._renamed = {k: v for k, v in self._renamed.items() if v != app}
         self._history.pop(app, None)
         self._mirrors = {
             name: kept
@@ -411,3 +444,10 @@ class LogHub:
         for app in list(self._tails):
             for tail in self._tails.pop(app):
                 tail.close()
+
+
+def _retagged(line: LogLine, app: str) -> LogLine:
+    copy = LogLine()
+    copy.CopyFrom(line)
+    copy.app = app
+    return copy

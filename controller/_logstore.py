@@ -206,6 +206,12 @@ class _Forget:
 
 
 @dataclass(frozen=True)
+class _Rename:
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
 class _Chunk:
     """Lines of one app handed in together; their seqs run from `first_seq`. `batch`, when
     known, is a LogBatch holding exactly these lines."""
@@ -219,8 +225,8 @@ class _Chunk:
         return (self.batch or SerializedBatch.of(self.lines)).data()
 
 
-# Queued lines, or the order to delete an app's history.
-_Entry = _Chunk | _Forget
+# Queued lines, or the order to delete or rename an app's history.
+_Entry = _Chunk | _Forget | _Rename
 
 
 @dataclass
@@ -310,10 +316,20 @@ class LogStore:
     def forget(self, app: str) -> None:
         """Deletes an app's history (the app was destroyed); later lines start a new one."""
         self._floor[app] = self._next_seq.get(app, 1)
-        self._pending = [e for e in self._pending if isinstance(e, _Forget) or e.app != app]
+        self._pending = [e for e in self._pending if not isinstance(e, _Chunk) or e.app != app]
         self._pending_lines = sum(len(e.lines) for e in self._pending if isinstance(e, _Chunk))
         self._pending.append(_Forget(app))
         self._losses.pop(app, None)
+        self._wakeup.set()
+
+    def rename(self, old: str, new: str) -> None:
+        """The app `old` is called `new` from now on, its history and seqs included. Lines
+        handed in under `new` go on from the last seq of `old`; `old` starts afresh."""
+        for names in (self._next_seq, self._floor, self._losses):
+            names.pop(new, None)
+            if old in names:
+                names[new] = names.pop(old)  # type: ignore[index]
+        self._pending.append(_Rename(old, new))
         self._wakeup.set()
 
     def mark(self, app: str) -> int:
@@ -436,12 +452,15 @@ class LogStore:
         failed: dict[str, int] = {}
         run: dict[str, list[_Chunk]] = {}
         for entry in entries:
+            if isinstance(entry, _Chunk):
+                run.setdefault(entry.app, []).append(entry)
+                continue
+            self._flush_runs(run, failed)
+            run = {}
             if isinstance(entry, _Forget):
-                self._flush_runs(run, failed)
-                run = {}
                 self._delete_app(entry.app)
             else:
-                run.setdefault(entry.app, []).append(entry)
+                self._rename_app(entry.old, entry.new)
         self._flush_runs(run, failed)
         return failed
 
@@ -535,6 +554,27 @@ class LogStore:
             self._apps.pop(app, None)
             if _APP_NAME.match(app):
                 shutil.rmtree(self._root / app, ignore_errors=True)
+
+    def _rename_app(self, old: str, new: str) -> None:
+        if not (_APP_NAME.match(old) and _APP_NAME.match(new)):
+            return
+        with self._lock:
+            self._apps.pop(new, None)
+            target = self._root / new
+            # What an earlier app of that name left (its deletion is queued before this).
+            shutil.rmtree(target, ignore_errors=True)
+            app_log = self._apps.pop(old, None)
+            source = self._root / old
+            try:
+                source.rename(target)
+            except FileNotFoundError:
+                return  # no history yet
+            except OSError as error:
+                log.error("cannot move the log history of %s to %s: %s", old, new, error)
+                return
+            if app_log is not None:
+                app_log.directory = target
+                self._apps[new] = app_log
 
     def _app_log(self, app: str, *, create: bool) -> AppLog | None:
         """The app's segments, loaded on first use. Callers hold the lock."""

@@ -376,3 +376,19 @@ def m011_private_networks(db: Database) -> None:
         BEGIN SELECT RAISE(ABORT, 'a dyno spec never changes: make a new dyno'); END;
         """
     )
+
+
+@MIGRATIONS()
+def m012_apps_can_be_renamed(db: Database) -> None:
+    db.executescript(
+        """
+        -- `waka apps:rename`: the name may change; the id (which everything refers to), the
+        -- uid (which owns the app's files) and the stack may not.
+        DROP TRIGGER app_identity_never_changes;
+        CREATE TRIGGER app_identity_never_changes BEFORE UPDATE OF id, uid, stack ON apps
+        WHEN OLD.id IS NOT NEW.id
+            OR OLD.uid IS NOT NEW.uid
+            OR OLD.stack IS NOT NEW.stack
+        BEGIN SELECT RAISE(ABORT, 'an app keeps its id, uid and stack'); END;
+        """
+    )

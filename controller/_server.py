@@ -311,6 +311,12 @@ async def _serve(
         reconciler.services = addons.services
         reconciler.service_memory = addons.service_memory
         apps.before_destroy = addons.app_destroyed
+
+        async def renamed(old: str, new: str) -> None:
+            await log_drains.renamed(old, new)
+            await addons.route_logs()
+
+        apps.on_renamed = renamed
         releaser.rollback_config = addons.rollback_config
 
         max_rpcs = max(config.grpc_workers - 8, 1)

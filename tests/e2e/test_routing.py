@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, running_waka, wait_for
+from conftest import Daemon, commit_all, git, init_repo, running_waka, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -261,3 +261,76 @@ def test_without_preboot_old_dynos_stop_before_new_ones_start(routed: Daemon, tm
     stopped_old = next(i for i, line in enumerate(logs) if "Process exited" in line)
     started_new = next(i for i, line in enumerate(logs) if "started v2" in line)
     assert stopped_old < started_new, "\n".join(logs)
+
+
+def test_rename_moves_url_logs_config_domains_and_git_remote_and_replaces_the_dynos(
+    shared_waka: Daemon, tmp_path: Path
+):
+    waka = shared_waka
+    repo = tmp_path / "first"
+    repo.mkdir()
+    (repo / "app.py").write_text(APP_PY)
+    (repo / "Procfile").write_text("web: python3 app.py\n")
+    init_repo(repo)
+    waka.waka("apps:create", "first-name", "--no-remote")
+    waka.waka("apps:create", "taken-name", "--no-remote")
+    waka.waka("git:remote", "-a", "first-name", cwd=repo)
+    waka.waka("config:set", "GREETING=howdy", "-a", "first-name")
+    waka.waka("domains:add", "-a", "first-name", "renamed.example.home.lan")
+    git("push", "waka", "main", cwd=repo, env=waka.env)
+    old_dyno = waka.wait_for_dyno("first-name")
+    release = old_dyno["release"]
+    wait_for(lambda: get(waka, "first-name.localhost")[0] == 200, 30, "the router to route")
+
+    # Bad names and taken names change nothing.
+    for bad, says in [
+        ("Not_Valid", "Invalid app name 'Not_Valid'"),
+        ("taken-name", "Name taken-name is already taken"),
+        ("first-name", "already called first-name"),
+    ]:
+        refused = waka.waka("apps:rename", bad, "-a", "first-name", check=False)
+        assert refused.returncode == 1 and says in refused.stderr, refused.stderr
+
+    renamed = waka.waka("apps:rename", "second-name", cwd=repo)
+    assert "Renaming first-name to second-name... done" in renamed.stdout, renamed.stdout
+    assert "Git remote waka updated" in renamed.stdout
+    assert git("remote", "get-url", "waka", cwd=repo).stdout.strip().endswith("/second-name.git")
+
+    # The router: the new hostname and the custom domain serve it, the old one is gone.
+    wait_for(
+        lambda: get(waka, "second-name.localhost")[:2] == (200, "howdy from web.1\n"),
+        30,
+        "the new hostname to route",
+    )
+    assert get(waka, "renamed.example.home.lan")[:2] == (200, "howdy from web.1\n")
+    assert get(waka, "first-name.localhost")[0] == 404
+
+    # The dynos are replaced, so that they say the new name too.
+    def replaced() -> bool:
+        dynos = waka.dynos("second-name")
+        return [(d["id"] != old_dyno["id"], d["state"], d["release"]) for d in dynos] == [
+            (True, "up", release)
+        ]
+
+    wait_for(replaced, 60, "the old dyno to be replaced by one up")
+    assert waka.waka("run", "--no-tty", "-a", "second-name", "echo $WAKA_APP_NAME").stdout == (
+        "second-name\n"
+    )
+    # The history came along, and the log stream goes on under the new name.
+    logs = waka.waka("logs", "-a", "second-name", "-n", "500").stdout
+    assert f"Release v{release} created by admin" in logs
+    assert "Renamed from first-name by admin" in logs
+    assert waka.json("config", "-a", "second-name")["GREETING"] == "howdy"
+    gone = waka.waka("logs", "-a", "first-name", check=False)
+    assert gone.returncode == 1 and "first-name" in gone.stderr
+    # A push through the updated remote deploys the renamed app.
+    with (repo / "app.py").open("a") as source:
+        source.write("# again\n")
+    commit_all(repo, "again")
+    pushed = git("push", "waka", "main", cwd=repo, env=waka.env)
+    assert f"Released v{release + 1}" in pushed.stderr
+    # The old name is free again, for a new app with a history of its own.
+    waka.waka("apps:create", "first-name", "--no-remote")
+    assert "Renamed from" not in waka.waka("logs", "-a", "first-name").stdout
+    for app in ("first-name", "second-name", "taken-name"):
+        waka.waka("apps:destroy", app, "--confirm", app)

@@ -253,6 +253,62 @@ def test_forget_deletes_the_history_and_a_new_app_of_that_name_starts_empty(tmp_
     trio.run(main)
 
 
+def test_rename_moves_the_history_and_seqs_and_the_old_name_starts_afresh(tmp_path):
+    async def main():
+        store = LogStore(tmp_path, clock=Clock())
+        async with running(store):
+            store.append([line("stored")])
+            await store.flush()
+            store.append([line("queued")])
+            store.rename("a", "b")
+            store.append([line("renamed", app="b")])
+            await store.flush()
+            assert texts(await store.query("b")) == ["stored", "queued", "renamed"]
+            assert await store.query("a") == []
+            store.append([line("a new app a")])
+            assert texts(await store.query("a")) == ["a new app a"]
+        again = LogStore(tmp_path, clock=Clock())
+        assert texts(await again.query("b")) == ["stored", "queued", "renamed"]
+        assert texts(await again.query("a")) == ["a new app a"]
+
+    trio.run(main)
+
+
+def test_hub_rename_keeps_history_tails_and_takes_lines_of_the_old_name(tmp_path):
+    async def main():
+        store = LogStore(tmp_path, clock=Clock())
+        hub = LogHub(history=10, store=store, clock=Clock())
+        async with running(store):
+            hub.publish([line("before")])
+            _, tail = hub.open_tail("a", LogFilter(), 0)
+            hub.rename("a", "b")
+            # A dyno made before the rename still says `a`.
+            hub.publish([line("from an old dyno")])
+            hub.emit("b", "Renamed from a by admin")
+            assert texts(hub.history("b", LogFilter(), 10)) == [
+                "before",
+                "from an old dyno",
+                "Renamed from a by admin",
+            ]
+            # Lines from now on say the new name (drains forward them under it).
+            assert [x.app for x in hub.history("b", LogFilter(), 10)][1:] == ["b", "b"]
+            taken = await tail.next_batch(10)
+            assert texts(taken or []) == ["from an old dyno", "Renamed from a by admin"]
+            assert hub.history("a", LogFilter(), 10) == []
+            # A new app called `a` has a stream of its own again.
+            hub.name_taken("a")
+            hub.publish([line("new a")])
+            assert texts(hub.history("a", LogFilter(), 10)) == ["new a"]
+            await store.flush()
+            assert texts(await store.query("b")) == [
+                "before",
+                "from an old dyno",
+                "Renamed from a by admin",
+            ]
+
+    trio.run(main)
+
+
 def test_hub_refills_its_ring_from_the_store_after_a_restart(tmp_path):
     async def main():
         clock = Clock()

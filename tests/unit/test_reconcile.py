@@ -290,14 +290,17 @@ def test_what_a_kept_spec_is_made_of_cannot_change_but_placement_and_status_can(
         "UPDATE dynos SET size = 'standard-2x'",
         'UPDATE dynos SET env = \'{"A": "2"}\'',
         "UPDATE releases SET config = '{}'",
-        "UPDATE apps SET name = 'renamed'",
+        "UPDATE apps SET uid = uid + 1",
+        "UPDATE apps SET stack = 'other'",
     ):
-        with pytest.raises(sqlite3.IntegrityError, match=r"never changes|keeps its name"):
+        with pytest.raises(sqlite3.IntegrityError, match=r"never changes|keeps its id, uid"):
             store.write_now(lambda db, sql=sql: db.execute(sql))
     store.write_now(lambda db: db.execute("UPDATE dynos SET desired = 'stop', node_id = NULL"))
     store.write_now(lambda db: db.execute("UPDATE dynos SET size = size"))
     store.write_now(lambda db: db.execute("UPDATE releases SET status = 'failed'"))
     store.write_now(lambda db: db.execute("UPDATE apps SET preboot = 0 WHERE id = ?", (app,)))
+    # A name is not identity (`waka apps:rename`): the dynos it names are replaced instead.
+    store.write_now(lambda db: db.execute("UPDATE apps SET name = 'renamed' WHERE id = ?", (app,)))
 
 
 class CountingStore(Store):

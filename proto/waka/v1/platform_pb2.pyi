@@ -58,6 +58,14 @@ class CreateAppRequest(_message.Message):
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
+class RenameAppRequest(_message.Message):
+    __slots__ = ("app", "new_name")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    new_name: str
+    def __init__(self, app: _Optional[str] = ..., new_name: _Optional[str] = ...) -> None: ...
+
 class DestroyAppRequest(_message.Message):
     __slots__ = ("app", "confirm")
     APP_FIELD_NUMBER: _ClassVar[int]

@@ -57,6 +57,11 @@ class AppsStub:
                 request_serializer=waka_dot_v1_dot_platform__pb2.DestroyAppRequest.SerializeToString,
                 response_deserializer=waka_dot_v1_dot_platform__pb2.Empty.FromString,
                 _registered_method=True)
+        self.Rename = channel.unary_unary(
+                '/waka.v1.Apps/Rename',
+                request_serializer=waka_dot_v1_dot_platform__pb2.RenameAppRequest.SerializeToString,
+                response_deserializer=waka_dot_v1_dot_platform__pb2.App.FromString,
+                _registered_method=True)
         self.Update = channel.unary_unary(
                 '/waka.v1.Apps/Update',
                 request_serializer=waka_dot_v1_dot_platform__pb2.AppUpdate.SerializeToString,
@@ -95,6 +100,14 @@ class AppsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rename(self, request, context):
+        """Gives an app a new name: its URLs, git remote and log stream follow, history included; its
+        dynos are replaced so that they carry the new name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Update(self, request, context):
         """Changes an app's settings (maintenance mode).
         """
@@ -124,6 +137,11 @@ def add_AppsServicer_to_server(servicer, server):
                     servicer.Destroy,
                     request_deserializer=waka_dot_v1_dot_platform__pb2.DestroyAppRequest.FromString,
                     response_serializer=waka_dot_v1_dot_platform__pb2.Empty.SerializeToString,
+            ),
+            'Rename': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rename,
+                    request_deserializer=waka_dot_v1_dot_platform__pb2.RenameAppRequest.FromString,
+                    response_serializer=waka_dot_v1_dot_platform__pb2.App.SerializeToString,
             ),
             'Update': grpc.unary_unary_rpc_method_handler(
                     servicer.Update,
@@ -241,6 +259,33 @@ class Apps:
             '/waka.v1.Apps/Destroy',
             waka_dot_v1_dot_platform__pb2.DestroyAppRequest.SerializeToString,
             waka_dot_v1_dot_platform__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rename(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/waka.v1.Apps/Rename',
+            waka_dot_v1_dot_platform__pb2.RenameAppRequest.SerializeToString,
+            waka_dot_v1_dot_platform__pb2.App.FromString,
             options,
             channel_credentials,
             insecure,
