@@ -270,10 +270,7 @@ def _run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-e", "--env", default="", metavar="K=V;K2=V2", help="extra environment variables"
     )
-    parser.add_argument(
-        "--no-tty", action="store_true", help="no terminal: pipes for stdin and output"
-    )
-    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    _attached_command(parser)
 
 
 def _ps_exec(parser: argparse.ArgumentParser) -> None:
@@ -281,6 +278,11 @@ def _ps_exec(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-d", "--dyno", default="web.1", metavar="DYNO", help="the running dyno (default: web.1)"
     )
+    _attached_command(parser)
+
+
+def _attached_command(parser: argparse.ArgumentParser) -> None:
+    """A command run with this terminal (`run`, `ps:exec`)."""
     parser.add_argument(
         "--no-tty", action="store_true", help="no terminal: pipes for stdin and output"
     )
