@@ -40,6 +40,7 @@ from waka.v1.agent_pb2 import (
     BuildOutput,
     BuildResult,
     ControllerMessage,
+    ExecJob,
     Hello,
     Inventory,
     Leaving,
@@ -420,6 +421,15 @@ class Agent:
             self._status_changed = trio.Event()
             session.outbox.put(AgentMessage(status=status()))
 
+    async def _exec(self, job: ExecJob, dynos: DynoManager) -> None:
+        if self._controller is None:
+            return
+        try:
+            await run_exec(job, dynos.get(job.dyno_id), self._controller)
+        except Exception:
+            # One user's exec session failing must not take the node's dynos down with it.
+            log.exception("exec session %s in dyno %s failed", job.exec_id, job.dyno_id)
+
     def _handle(
         self,
         message: ControllerMessage,
@@ -454,9 +464,7 @@ class Agent:
                     trio.to_thread.run_sync, shutil.rmtree, self.data_dir / "volumes" / volume, True
                 )
         elif kind == "exec":
-            job = message.exec
-            if self._controller is not None:
-                nursery.start_soon(run_exec, job, dynos.get(job.dyno_id), self._controller)
+            nursery.start_soon(self._exec, message.exec, dynos)
         elif kind == "leave_reply":
             self._moving = message.leave_reply.moving
             self._leave_reply.set()

@@ -131,20 +131,20 @@ class AttachedIO:
                 self._readers_done.set()
 
     async def fail(self, message: str) -> None:
-        """The command could not start: says why instead of an exit code."""
-        self._outbox.put(AttachFrame(error=message))
-        self._outbox.close()
-        await self._close_streams()
+        """The command could not start (its ends of the stdio are closed): says why instead of
+        an exit code."""
+        await self._end(AttachFrame(error=message))
 
     async def finish(self, exit_code: int) -> None:
         """After the command exited: the rest of its output, then its exit code."""
+        await self._end(AttachFrame(exit_code=exit_code))
+
+    async def _end(self, last: AttachFrame) -> None:
+        # The readers first: a stream closed under a reader would fail it, not end it.
         with trio.move_on_after(5):
             await self._readers_done.wait()
-        self._outbox.put(AttachFrame(exit_code=exit_code))
+        self._outbox.put(last)
         self._outbox.close()
-        await self._close_streams()
-
-    async def _close_streams(self) -> None:
         for stream in self._streams.values():
             with contextlib.suppress(trio.ClosedResourceError, OSError):
                 await stream.aclose()
