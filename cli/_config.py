@@ -1,14 +1,19 @@
-"""``waka config``, ``config:get``, ``config:set``, ``config:unset``."""
+"""``waka config``, ``config:get``, ``config:set``, ``config:unset``, ``config:push``,
+``config:pull``, ``config:edit``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import subprocess
+import tempfile
+from pathlib import Path
 
 from waka.cli._appref import resolve_app
 from waka.cli._connection import connect
 from waka.cli._context import Context
-from waka.cli._dotenv import format_dotenv, parse_dotenv
+from waka.cli._dotenv import DotenvError, format_dotenv, parse_dotenv
 from waka.cli._errors import CliError
 from waka.cli._output import action, aligned, app_label, heading, write_json
 from waka.v1 import platform_pb2
@@ -119,3 +124,58 @@ def pull(args: argparse.Namespace, ctx: Context) -> int:
     path.write_text(format_dotenv(merged), encoding="utf-8")
     ctx.stdout.write(f"Config for {app_label(app)} written to {args.file}\n")
     return 0
+
+
+def edit(args: argparse.Namespace, ctx: Context) -> int:
+    """``config:edit``: the config vars in $VISUAL/$EDITOR as a .env file; what changed is
+    shown and, once confirmed, applied as one release."""
+    app = resolve_app(args.app, ctx)
+    editor = shlex.split(ctx.environ.get("VISUAL") or ctx.environ.get("EDITOR") or "vi")
+    with connect(args.data_dir, ctx.environ) as api:
+        before = dict(sorted(api.config.Get(platform_pb2.AppRef(app=app)).vars.items()))
+        after = _edited(before, editor, app)
+        changed = {k: v for k, v in after.items() if before.get(k) != v}
+        removed = [k for k in before if k not in after]
+        if not changed and not removed:
+            ctx.stdout.write("No changes to config vars\n")
+            return 0
+        for key, value in changed.items():
+            sign = "~" if key in before else "+"
+            ctx.stdout.write(f"{sign} {key}={shlex.quote(value)}\n")
+        for key in removed:
+            ctx.stdout.write(f"- {key}\n")
+        if not args.yes:
+            ctx.stdout.write(f"Update config vars on {app_label(app)}? [y/N] ")
+            ctx.stdout.flush()
+            if ctx.stdin.readline().strip().lower() not in {"y", "yes"}:
+                raise CliError("config vars not changed")
+        with action(ctx.stdout, f"Updating config vars and restarting {app_label(app)}") as outcome:
+            update = platform_pb2.ConfigUpdate(app=app, set=changed, unset=removed)
+            change = api.config.Update(update)
+            outcome.detail = f"v{change.release}" if change.release else ""
+    return 0
+
+
+def _edited(config: dict[str, str], editor: list[str], app: str) -> dict[str, str]:
+    # Private to this user: config vars are secrets.
+    handle, name = tempfile.mkstemp(prefix=f"waka-{app}-", suffix=".env")
+    path = Path(name)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(format_dotenv(config))
+        try:
+            status = subprocess.run([*editor, name], check=False).returncode
+        except OSError as error:
+            raise CliError(f"cannot start the editor {shlex.join(editor)}: {error}") from None
+        if status != 0:
+            raise CliError(f"the editor {shlex.join(editor)} exited {status}: nothing changed")
+        text = path.read_text(encoding="utf-8")
+        try:
+            edited = parse_dotenv(text, "the edited config")
+        except DotenvError as error:
+            keep = path.with_name(path.name + ".kept")
+            keep.write_text(text, encoding="utf-8")
+            raise CliError(f"{error.message}; nothing changed, your edit is in {keep}") from None
+        return edited
+    finally:
+        path.unlink(missing_ok=True)

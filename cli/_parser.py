@@ -313,6 +313,11 @@ def _ps_copy(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite LOCAL if it exists")
 
 
+def _config_edit(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument("-y", "--yes", action="store_true", help="apply without asking")
+
+
 def _local(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "processes",
@@ -561,6 +566,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("config:unset", "remove config vars and restart", "_config:unset", _config_unset),
     Command("config:push", "set config vars from a .env file", "_config:push", _dotenv_file),
     Command("config:pull", "write config vars to a .env file", "_config:pull", _config_pull),
+    Command("config:edit", "edit config vars in $EDITOR", "_config:edit", _config_edit),
     Command("logs", "show (and -t: tail) an app's logs", "_logs:logs", _logs),
     Command("drains", "list an app's log drains", "_drains:list_drains", _app_json),
     Command("drains:add", "forward an app's logs to a URL", "_drains:add", _drain_url),

@@ -122,3 +122,63 @@ def test_config_unset_sends_names_and_names_the_release(cli: Cli, platform: Fake
     assert result.out == "Unsetting SECRET, DATABASE_URL and restarting ⬢ demo... done, v7\n"
     assert list(platform.calls_to("Config.Update")[0].unset) == ["SECRET", "DATABASE_URL"]
     assert platform.config["demo"] == {}
+
+
+def editor(tmp_path: Path, body: str, exit_code: int = 0) -> str:
+    """An $EDITOR that rewrites the file it is given with `body` (a Python expression of the
+    old text) and exits with `exit_code`."""
+    script = tmp_path / "edit.py"
+    script.write_text(
+        "import sys, pathlib\n"
+        "path = pathlib.Path(sys.argv[1])\n"
+        "text = path.read_text()\n"
+        f"path.write_text({body})\n"
+        f"sys.exit({exit_code})\n"
+    )
+    return f"python3 {script}"
+
+
+def test_config_edit_shows_the_changes_and_applies_them_in_one_update(
+    cli: Cli, platform: FakePlatform, tmp_path: Path
+) -> None:
+    cli.environ["EDITOR"] = editor(
+        tmp_path,
+        "text.replace('SECRET', 'OLD_SECRET_GONE').replace('s3cr=t', 'x') + 'NEW=\"a b\"\\n'",
+    )
+    result = cli.run("config:edit", "-a", "demo", stdin="y\n")
+    assert result.status == 0, result.err
+    assert result.out == (
+        "+ OLD_SECRET_GONE=x\n"
+        "+ NEW='a b'\n"
+        "- SECRET\n"
+        "Update config vars on ⬢ demo? [y/N] "
+        "Updating config vars and restarting ⬢ demo... done, v7\n"
+    )
+    assert len(platform.calls_to("Config.Update")) == 1
+    assert platform.config["demo"] == {
+        "DATABASE_URL": "postgres://db/demo",
+        "OLD_SECRET_GONE": "x",
+        "NEW": "a b",
+    }
+
+
+def test_config_edit_changes_nothing_when_declined_unchanged_or_the_editor_fails(
+    cli: Cli, platform: FakePlatform, tmp_path: Path
+) -> None:
+    cli.environ["EDITOR"] = editor(tmp_path, "text.replace('postgres://db/demo', 'other')")
+    declined = cli.run("config:edit", "-a", "demo", stdin="\n")
+    assert declined.status == 1 and "config vars not changed" in declined.err
+    assert "~ DATABASE_URL=other" in declined.out
+    cli.environ["EDITOR"] = editor(tmp_path, "text")
+    assert cli.run("config:edit", "-a", "demo").out == "No changes to config vars\n"
+    cli.environ["EDITOR"] = editor(tmp_path, "''", exit_code=3)
+    failed = cli.run("config:edit", "-a", "demo")
+    assert failed.status == 1 and "exited 3: nothing changed" in failed.err, failed.err
+    cli.environ["EDITOR"] = editor(tmp_path, "text + 'not a variable\\n'")
+    broken = cli.run("config:edit", "-a", "demo", "--yes")
+    assert broken.status == 1 and "the edited config line 3" in broken.err, broken.err
+    kept = Path(broken.err.rsplit("your edit is in ", 1)[1].strip())
+    assert "not a variable" in kept.read_text()
+    kept.unlink()
+    assert not platform.calls_to("Config.Update")
+    assert platform.config["demo"]["DATABASE_URL"] == "postgres://db/demo"
