@@ -7,6 +7,8 @@ config vars, and ``pg:psql`` / ``redis:cli`` use them from inside a one-off dyno
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import io
 import os
 import shlex
 from collections.abc import Callable, Iterator
@@ -283,17 +285,22 @@ def servers_remove(args: argparse.Namespace, ctx: Context) -> int:
 def _config_var(api: Api, app: str, ref: str, service: str) -> str:
     """The config var of the app's attachment `ref` (an attachment or add-on name), else of
     the app's one attachment of `service`."""
+    return _attachment(api, app, ref, service)[1]
+
+
+def _attachment(api: Api, app: str, ref: str, service: str) -> tuple[platform_pb2.Addon, str]:
+    """The add-on and config var of the app's attachment `ref`, else of its one `service`."""
     addons = api.addons.List(platform_pb2.AddonListRequest(app=app)).addons
     wanted = ref.strip().upper().removesuffix("_URL")
-    candidates = []
+    candidates: list[tuple[platform_pb2.Addon, str]] = []
     for addon in addons:
         for attachment in addon.attachments:
             if attachment.app != app:
                 continue
             if ref and (attachment.name == wanted or addon.name == ref.strip()):
-                return attachment.config_var
+                return addon, attachment.config_var
             if not ref and addon.service == service:
-                candidates.append(attachment.config_var)
+                candidates.append((addon, attachment.config_var))
     if ref:
         raise CliError(
             f"{app} has no {service} add-on attached as {ref}; see `waka addons -a {app}`"
@@ -302,10 +309,13 @@ def _config_var(api: Api, app: str, ref: str, service: str) -> str:
         raise CliError(
             f"{app} has no {service} add-on; create one with `waka addons:create {service}`"
         )
-    if len(candidates) > 1 and f"{_DEFAULT_ATTACHMENT[service]}_URL" in candidates:
-        return f"{_DEFAULT_ATTACHMENT[service]}_URL"
+    default = f"{_DEFAULT_ATTACHMENT[service]}_URL"
+    for candidate in candidates if len(candidates) > 1 else ():
+        if candidate[1] == default:
+            return candidate
     if len(candidates) > 1:
-        raise CliError(f"{app} has several {service} add-ons: name one ({', '.join(candidates)})")
+        names = ", ".join(var for _, var in candidates)
+        raise CliError(f"{app} has several {service} add-ons: name one ({names})")
     return candidates[0]
 
 
@@ -328,6 +338,52 @@ def _console(
 def psql(args: argparse.Namespace, ctx: Context) -> int:
     extra = f" --command={shlex.quote(args.command)}" if args.command else ""
     return _console(args, ctx, "postgresql", lambda var: f'psql "${var}"{extra}')
+
+
+# One line, `|`-separated: the figures `pg:info` shows, as the database itself reports them.
+PG_INFO_QUERY = (
+    "SELECT current_setting('server_version'), pg_database_size(current_database()),"
+    " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),"
+    " current_setting('max_connections'),"
+    " (SELECT count(*) FROM information_schema.tables"
+    " WHERE table_schema NOT IN ('pg_catalog', 'information_schema'))"
+)
+
+
+def pg_info(args: argparse.Namespace, ctx: Context) -> int:
+    """``pg:info [DATABASE]``: the database's plan and what it says of itself (asked from a
+    one-off dyno of the app, where its credentials are)."""
+    app = resolve_app(args.app, ctx)
+    with connect(args.data_dir, ctx.environ) as api:
+        addon, var = _attachment(api, app, args.database or "", "postgresql")
+    out, err = io.StringIO(), io.StringIO()
+    query = f'psql "${var}" --no-psqlrc -At -F "|" -c {shlex.quote(PG_INFO_QUERY)}'
+    run_args = argparse.Namespace(
+        app=app, data_dir=args.data_dir, size="", env="", no_tty=True, command=[query]
+    )
+    quiet = dataclasses.replace(ctx, stdout=out, stderr=err, stdin=io.StringIO())
+    if run_dyno(run_args, quiet) != 0:
+        said = err.getvalue().strip().splitlines()
+        raise CliError(
+            f"cannot ask {addon.name} about itself: {said[-1] if said else 'psql failed'}"
+        )
+    fields = out.getvalue().strip().splitlines()[-1].split("|")
+    version, size, connections, max_connections, tables = fields
+    heading(ctx.stdout, var)
+    aligned(
+        ctx.stdout,
+        [
+            ("Plan", addon.plan),
+            ("Status", _state(addon)),
+            ("Connections", f"{connections}/{max_connections}"),
+            ("PG Version", version),
+            ("Data Size", human_bytes(int(size))),
+            ("Tables", tables),
+            ("Created", heroku_time(from_timestamp(addon.created_at), ctx.clock())),
+            ("Add-on", addon.name),
+        ],
+    )
+    return 0
 
 
 def redis_cli(args: argparse.Namespace, ctx: Context) -> int:

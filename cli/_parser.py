@@ -470,6 +470,13 @@ def _addon_console(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _pg_info(parser: argparse.ArgumentParser) -> None:
+    _app(parser)
+    parser.add_argument(
+        "database", nargs="?", default="", metavar="DATABASE", help="attachment or add-on name"
+    )
+
+
 def _pg_psql(parser: argparse.ArgumentParser) -> None:
     _addon_console(parser)
     parser.add_argument("-c", "--command", default="", help="run this SQL and exit")
@@ -617,6 +624,7 @@ COMMANDS: tuple[Command, ...] = (
         _addon_server_name,
     ),
     Command("pg:psql", "open psql on an app's database", "_addons:psql", _pg_psql, ("psql",)),
+    Command("pg:info", "an app's database: plan, size, connections", "_addons:pg_info", _pg_info),
     Command("redis:cli", "open redis-cli on an app's redis", "_addons:redis_cli", _addon_console),
     Command("pg:backups", "list an app's database backups", "_addons:backups", _app_json),
     Command(

@@ -128,6 +128,15 @@ def test_postgres_shared_by_two_apps_answers_queries_from_both(platform: Platfor
     assert "done, v2" in attached.stdout
     assert config(waka, "pg-two")["DATABASE_URL"] == config(waka, "pg-one")["DATABASE_URL"]
     assert psql(waka, "pg-two", "SELECT body FROM notes").strip() == "hi"
+    # pg:info: what the database says of itself, asked from a dyno of the app.
+    info = waka.waka("pg:info", "-a", "pg-two").stdout
+    assert info.startswith("=== DATABASE_URL\n"), info
+    fields = dict(line.split(":", 1) for line in info.splitlines()[1:])
+    assert fields["Tables"].strip() == "1" and fields["Add-on"].strip() == addon["name"]
+    assert fields["Status"].strip() == "available" and fields["PG Version"].strip()[0].isdigit()
+    assert fields["Data Size"].strip().endswith("MB")
+    used, limit = fields["Connections"].strip().split("/")
+    assert 1 <= int(used) <= int(limit)
 
     listed = {a["name"]: a for a in waka.json("addons")}  # type: ignore[union-attr]
     assert listed[addon["name"]]["state"] == "available"
@@ -330,6 +339,7 @@ def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(
         (["addons:detach", "nothing-here", "-a", "strict"], "Couldn't find that add-on"),
         (["addons:destroy", "CACHE"], "Couldn't find that add-on"),
         (["pg:psql", "-a", "strict", "--no-tty"], "has no postgresql add-on"),
+        (["pg:info", "-a", "strict"], "has no postgresql add-on"),
     ]
     name = waka.json("addons", "-a", "strict")[0]["name"]  # type: ignore[index]
     cases += [
