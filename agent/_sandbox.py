@@ -505,6 +505,20 @@ def privilege_drop_command(uid: int, argv: Sequence[str]) -> list[str]:
     ]
 
 
+def _joining(cgroup: SandboxCgroup, command: list[str]) -> list[str]:
+    """`command`, run after its process joined the cgroup (so everything it starts is in it)."""
+    procs = cgroup.procs_files
+    return [
+        SH_PATH,
+        "-c",
+        _JOIN_CGROUPS_THEN_EXEC,
+        "sh",
+        str(len(procs)),
+        *map(str, procs),
+        *command,
+    ]
+
+
 def _nul_separated(args: Sequence[str]) -> bytes:
     return b"".join(arg.encode() + b"\0" for arg in args)
 
@@ -673,15 +687,7 @@ class BubblewrapDriver:
                 # nsenter execs bwrap: the same process, now in the namespace (about 1 ms).
                 command = [NSENTER_PATH, f"--net={spec.network.path}", "--", *command]
             if cgroup is not None:
-                command = [
-                    SH_PATH,
-                    "-c",
-                    _JOIN_CGROUPS_THEN_EXEC,
-                    "sh",
-                    str(len(cgroup.procs_files)),
-                    *map(str, cgroup.procs_files),
-                    *command,
-                ]
+                command = _joining(cgroup, command)
             pid = self._spawn(command, options, run_dir, stdin=stdin, stdout=stdout, stderr=stderr)
         except BaseException as error:
             _remove_run_dir(run_dir)
@@ -849,18 +855,7 @@ class BubblewrapProcess(SandboxProcess):
             "--",
             *privilege_drop_command(uid, argv),
         ]
-        if self.cgroup is None:
-            return command
-        procs = self.cgroup.procs_files
-        return [
-            SH_PATH,
-            "-c",
-            _JOIN_CGROUPS_THEN_EXEC,
-            "sh",
-            str(len(procs)),
-            *map(str, procs),
-            *command,
-        ]
+        return command if self.cgroup is None else _joining(self.cgroup, command)
 
     def is_running(self) -> bool:
         if self._outer is not None and not self._outer.has_exited():

@@ -18,6 +18,7 @@ from waka.controller._errors import Conflict, InvalidInput, NotFound
 from waka.controller._fleet import Fleet
 from waka.controller._formation import Formation
 from waka.controller._logs import LogHub
+from waka.controller._routes import STATE_WORDS
 from waka.v1.agent_pb2 import AttachFrame, ControllerMessage, ExecJob
 from waka.v1.common_pb2 import DynoState, WindowSize
 from waka.v1.platform_pb2 import Dyno, RunSpec
@@ -53,7 +54,8 @@ class Execs:
         running = [d for d in named if d.state == DynoState.DYNO_STATE_UP]
         if not running:
             raise Conflict(
-                f"Dyno {target} of {spec.app} is not up (it is {_state_word(named[-1])});"
+                f"Dyno {target} of {spec.app} is not up"
+                f" (it is {STATE_WORDS.get(named[-1].state, 'down')});"
                 " exec needs a running dyno."
             )
         dyno = running[-1]
@@ -95,7 +97,3 @@ class Execs:
 
     def end(self, execution: ExecSession) -> None:
         self._attach.close(execution.exec_id)
-
-
-def _state_word(dyno: Dyno) -> str:
-    return DynoState.Name(dyno.state).removeprefix("DYNO_STATE_").lower()
